@@ -1,0 +1,200 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	gomysql "github.com/go-sql-driver/mysql"
+	"gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/jobrunner/jobrunner/migrations"
+)
+
+// DefaultDSN is the embedded default database: a SQLite file in the working
+// directory.
+const DefaultDSN = "sqlite:jobrunner.db"
+
+// ErrBadDSN is returned by ParseDSN for a DSN it cannot use.
+var ErrBadDSN = errors.New("jobs: bad database DSN")
+
+// DSN is a parsed database address.
+type DSN struct {
+	// Dialect is migrations.MySQL or migrations.SQLite.
+	Dialect string
+	// Path is the SQLite file (SQLite only).
+	Path string
+	// MySQL is the driver configuration (MySQL only).
+	MySQL *gomysql.Config
+}
+
+// ParseDSN parses "sqlite:PATH" or "mysql://user:pass@host:port/db?opts".
+// The returned error never contains the password.
+func ParseDSN(s string) (*DSN, error) {
+	switch {
+	case strings.HasPrefix(s, "sqlite:"):
+		p := strings.TrimPrefix(strings.TrimPrefix(s, "sqlite:"), "//")
+		if p == "" {
+			return nil, fmt.Errorf("%w: sqlite DSN needs a path (sqlite:jobrunner.db)", ErrBadDSN)
+		}
+		return &DSN{Dialect: migrations.SQLite, Path: p}, nil
+	case strings.HasPrefix(s, "mysql://"):
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mysql DSN is not a URL (want mysql://user:pass@host:port/db)", ErrBadDSN)
+		}
+		cfg := gomysql.NewConfig()
+		cfg.Net = "tcp"
+		cfg.Addr = u.Host
+		if u.Port() == "" {
+			cfg.Addr = u.Hostname() + ":3306"
+		}
+		if u.User != nil {
+			cfg.User = u.User.Username()
+			cfg.Passwd, _ = u.User.Password()
+		}
+		cfg.DBName = strings.TrimPrefix(u.Path, "/")
+		if cfg.DBName == "" || strings.Contains(cfg.DBName, "/") {
+			return nil, fmt.Errorf("%w: mysql DSN needs a database name (mysql://user@host:3306/db)", ErrBadDSN)
+		}
+		cfg.ParseTime = true
+		cfg.Loc = time.UTC
+		cfg.RejectReadOnly = true
+		cfg.ClientFoundRows = true
+		cfg.InterpolateParams = true
+		cfg.Timeout = 5 * time.Second
+		cfg.Params = map[string]string{"time_zone": "'+00:00'"}
+		for k, v := range u.Query() {
+			cfg.Params[k] = v[0]
+		}
+		return &DSN{Dialect: migrations.MySQL, MySQL: cfg}, nil
+	default:
+		return nil, fmt.Errorf("%w: want sqlite:PATH or mysql://user:pass@host:port/db", ErrBadDSN)
+	}
+}
+
+// String returns the DSN without its password: "sqlite:PATH" or
+// "mysql://user@host:port/db".
+func (d *DSN) String() string {
+	if d.Dialect == migrations.SQLite {
+		return "sqlite:" + d.Path
+	}
+	user := d.MySQL.User
+	if user != "" {
+		user += "@"
+	}
+	return "mysql://" + user + d.MySQL.Addr + "/" + d.MySQL.DBName
+}
+
+// RedactDSN returns s with any password removed, for logs and errors. An
+// unparsable DSN prints as "(invalid DSN)".
+func RedactDSN(s string) string {
+	d, err := ParseDSN(s)
+	if err != nil {
+		return "(invalid DSN)"
+	}
+	return d.String()
+}
+
+// OpenOptions tune Open.
+type OpenOptions struct {
+	// MaxOpenConns caps MySQL connections; default 20.
+	MaxOpenConns int
+	// NoMigrate skips applying migrations.
+	NoMigrate bool
+}
+
+// Open connects to the database of dsn ("sqlite:PATH" or "mysql://…"),
+// applies pending migrations unless opts.NoMigrate, and returns a Store.
+// On MySQL it refuses a server where SELECT … FOR UPDATE SKIP LOCKED is
+// missing. Errors never contain the DSN's password.
+func Open(ctx context.Context, dsn string, opts OpenOptions) (*Store, error) {
+	d, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &gorm.Config{
+		Logger:                 logger.Discard,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+		SkipDefaultTransaction: true,
+		TranslateError:         true,
+	}
+	var db *gorm.DB
+	switch d.Dialect {
+	case migrations.SQLite:
+		db, err = gorm.Open(sqlite.Open(d.Path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"), cfg)
+		if err != nil {
+			return nil, fmt.Errorf("jobs: open %s: %w", d, err)
+		}
+		sqlDB, _ := db.DB()
+		sqlDB.SetMaxOpenConns(1)
+	case migrations.MySQL:
+		db, err = openMySQL(ctx, d, cfg)
+		if err != nil {
+			return nil, err
+		}
+		sqlDB, _ := db.DB()
+		n := opts.MaxOpenConns
+		if n <= 0 {
+			n = 20
+		}
+		sqlDB.SetMaxOpenConns(n)
+		sqlDB.SetMaxIdleConns(n)
+		sqlDB.SetConnMaxLifetime(3 * time.Minute)
+	}
+	s := &Store{db: db, dialect: d.Dialect, dsn: d}
+	if !opts.NoMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// openMySQL opens MySQL with READ COMMITTED sessions. MariaDB before 11.1
+// names the variable tx_isolation, MySQL 8 transaction_isolation: try one,
+// then the other.
+func openMySQL(ctx context.Context, d *DSN, cfg *gorm.Config) (*gorm.DB, error) {
+	var lastErr error
+	for _, v := range []string{"transaction_isolation", "tx_isolation"} {
+		c := d.MySQL.Clone()
+		if _, set := c.Params["transaction_isolation"]; !set {
+			if _, set := c.Params["tx_isolation"]; !set {
+				c.Params[v] = "'READ-COMMITTED'"
+			}
+		}
+		db, err := gorm.Open(mysql.New(mysql.Config{DSNConfig: c}), cfg)
+		if err == nil {
+			sqlDB, _ := db.DB()
+			if err = sqlDB.PingContext(ctx); err == nil {
+				return db, nil
+			}
+			_ = sqlDB.Close()
+		}
+		lastErr = err
+		var me *gomysql.MySQLError
+		if !errors.As(err, &me) || me.Number != 1193 { // unknown system variable
+			break
+		}
+	}
+	return nil, fmt.Errorf("jobs: connect to %s: %s", d, redactErr(lastErr, d))
+}
+
+// redactErr returns err's text with the DSN password removed.
+func redactErr(err error, d *DSN) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	if d != nil && d.MySQL != nil && d.MySQL.Passwd != "" {
+		msg = strings.ReplaceAll(msg, d.MySQL.Passwd, "***")
+	}
+	return msg
+}

@@ -1,0 +1,131 @@
+package jobs
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// maxLogMessage caps one stored log line (bytes); maxLogLines caps the
+// lines stored per execution, after which one "truncated" line is kept.
+const (
+	maxLogMessage = 8 << 10
+	maxLogLines   = 10000
+)
+
+// redactor replaces known secret values with "[REDACTED]".
+type redactor struct{ secrets []string }
+
+func newRedactor(secrets map[string]string) *redactor {
+	r := &redactor{}
+	for _, v := range secrets {
+		if len(v) >= 4 { // shorter values would redact ordinary words
+			r.secrets = append(r.secrets, v)
+		}
+	}
+	// Longest first, so a secret containing another is redacted whole.
+	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+	return r
+}
+
+func (r *redactor) redact(s string) string {
+	for _, v := range r.secrets {
+		if strings.Contains(s, v) {
+			s = strings.ReplaceAll(s, v, "[REDACTED]")
+		}
+	}
+	return s
+}
+
+// runLogger is the processors.Logger of one execution: it buffers lines
+// for the store (flushed with heartbeats and with the outcome), redacts
+// secrets, and mirrors each line to the process log with run fields.
+type runLogger struct {
+	runID, stepIndex, attempt int64
+	red                       *redactor
+	mirror                    *logrus.Entry
+
+	mu      sync.Mutex
+	buf     []LogLine
+	total   int
+	dropped int
+}
+
+func (l *runLogger) Debug(msg string, kv ...any) { l.add("debug", msg, kv) }
+func (l *runLogger) Info(msg string, kv ...any)  { l.add("info", msg, kv) }
+func (l *runLogger) Warn(msg string, kv ...any)  { l.add("warn", msg, kv) }
+func (l *runLogger) Error(msg string, kv ...any) { l.add("error", msg, kv) }
+
+func (l *runLogger) add(level, msg string, kv []any) {
+	msg = l.red.redact(msg)
+	if len(msg) > maxLogMessage {
+		msg = msg[:maxLogMessage] + "…(truncated)"
+	}
+	var fields map[string]string
+	if len(kv) > 0 {
+		fields = make(map[string]string, (len(kv)+1)/2)
+		for i := 0; i < len(kv); i += 2 {
+			k := l.red.redact(fmt.Sprint(kv[i]))
+			v := "(missing)"
+			if i+1 < len(kv) {
+				v = l.red.redact(fmt.Sprint(kv[i+1]))
+			}
+			if len(v) > maxLogMessage {
+				v = v[:maxLogMessage] + "…(truncated)"
+			}
+			fields[k] = v
+		}
+	}
+	if l.mirror != nil {
+		e := l.mirror
+		for k, v := range fields {
+			e = e.WithField("f."+k, v)
+		}
+		lv, err := logrus.ParseLevel(level)
+		if err != nil {
+			lv = logrus.InfoLevel
+		}
+		e.Log(lv, msg)
+	}
+	line := LogLine{RunID: l.runID, Attempt: int(l.attempt), StepIndex: int(l.stepIndex), Ts: time.Now().UTC(), Level: level, Message: msg}
+	if fields != nil {
+		b, _ := json.Marshal(fields)
+		line.Fields = JSONText(b)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= maxLogLines {
+		l.dropped++
+		return
+	}
+	l.total++
+	l.buf = append(l.buf, line)
+}
+
+// take returns and clears the buffered lines; with final it appends a line
+// counting the lines dropped over the cap.
+func (l *runLogger) take(final bool) []LogLine {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.buf
+	l.buf = nil
+	if final && l.dropped > 0 {
+		out = append(out, LogLine{RunID: l.runID, Attempt: int(l.attempt), Ts: time.Now().UTC(), Level: "warn",
+			Message: fmt.Sprintf("%d more log lines were dropped (limit %d per attempt)", l.dropped, maxLogLines)})
+		l.dropped = 0
+	}
+	return out
+}
+
+// putBack returns lines that could not be stored to the front of the
+// buffer, to be stored with the next flush.
+func (l *runLogger) putBack(lines []LogLine) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(lines, l.buf...)
+}

@@ -1,0 +1,646 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/migrations"
+)
+
+// Errors of the store.
+var (
+	// ErrNotFound: no run with that id.
+	ErrNotFound = errors.New("jobs: run not found")
+	// ErrLeaseLost: the run is no longer held under the caller's lease
+	// token (rescued by another instance, cancelled, or already finished).
+	// The caller must stop and record nothing more for the attempt.
+	ErrLeaseLost = errors.New("jobs: lease lost")
+	// ErrIdempotencyMismatch: an idempotency key was reused with other
+	// parameters.
+	ErrIdempotencyMismatch = errors.New("jobs: idempotency key reused with different parameters")
+	// ErrFinished: the run is already in a final status.
+	ErrFinished = errors.New("jobs: run already finished")
+	// ErrNotQueued: the run cannot be claimed because it is not queued.
+	ErrNotQueued = errors.New("jobs: run is not queued")
+)
+
+// Store keeps runs, attempts and logs in MySQL or SQLite. It is safe for
+// concurrent use. Create it with Open.
+type Store struct {
+	db      *gorm.DB
+	dialect string
+	dsn     *DSN
+}
+
+// Dialect returns migrations.MySQL or migrations.SQLite.
+func (s *Store) Dialect() string { return s.dialect }
+
+// DSN returns the store's address without password.
+func (s *Store) DSN() string { return s.dsn.String() }
+
+// DB returns the underlying gorm handle (for tests and migrations).
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Close closes the database connections.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Migrate applies pending schema migrations.
+func (s *Store) Migrate(ctx context.Context) error {
+	if _, err := migrations.Apply(ctx, s.db, s.dialect); err != nil {
+		return fmt.Errorf("jobs: migrate %s: %s", s.dsn, redactErr(err, s.dsn))
+	}
+	return nil
+}
+
+// now returns an SQL expression for the database's current time in UTC
+// (MySQL: the server's clock; SQLite, a single-host embedded database: this
+// process's clock), plus d.
+func (s *Store) now(d time.Duration) clause.Expr {
+	if s.dialect == migrations.MySQL {
+		if d == 0 {
+			return clause.Expr{SQL: "UTC_TIMESTAMP(6)"}
+		}
+		return clause.Expr{SQL: "UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND", Vars: []any{d.Microseconds()}}
+	}
+	return clause.Expr{SQL: "?", Vars: []any{time.Now().UTC().Add(d)}}
+}
+
+// NewRun describes a run to enqueue.
+type NewRun struct {
+	Job    *definitions.Job
+	Params definitions.Values
+	// Trigger and TriggeredBy record what and who created the run.
+	Trigger     Trigger
+	TriggeredBy string
+	// IdempotencyKey, when set, makes Enqueue return the existing run of
+	// that key instead of a second one (ErrIdempotencyMismatch when its
+	// parameters differ).
+	IdempotencyKey string
+	// ScheduledFor is the nominal time of a schedule tick; (job,
+	// ScheduledFor) is unique.
+	ScheduledFor *time.Time
+	// NotBefore delays the run; zero means now.
+	NotBefore time.Time
+	Preview   bool
+	// ParentRunID links a linked job's run to its parent; RetryOfRunID an
+	// operator's retry to the run it retries.
+	ParentRunID  *int64
+	RetryOfRunID *int64
+}
+
+// Enqueued says what Enqueue did.
+type Enqueued struct {
+	Run *Run
+	// Created is false when an existing run was returned instead.
+	Created bool
+	// Reason says why an existing run was returned: "idempotencyKey",
+	// "active" (job's uniqueBy parameters) or "tick" (same schedule tick).
+	Reason string
+}
+
+// Enqueue stores a queued run. It returns an existing run instead of
+// creating one when the idempotency key, the active uniqueness key (the
+// job's UniqueBy parameters while a run is queued or running) or the
+// schedule tick is already taken.
+func (s *Store) Enqueue(ctx context.Context, nr NewRun) (*Enqueued, error) {
+	params, err := json.Marshal(nr.Params)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: enqueue %s: encode parameters: %w", nr.Job.Name, err)
+	}
+	now := time.Now().UTC()
+	nb := nr.NotBefore
+	if nb.IsZero() {
+		nb = now
+	}
+	r := &Run{
+		Job:               nr.Job.Name,
+		DefinitionVersion: nr.Job.Version,
+		Parameters:        JSONText(params),
+		TriggerKind:       nr.Trigger,
+		TriggeredBy:       nr.TriggeredBy,
+		ScheduledFor:      utcPtr(nr.ScheduledFor),
+		Status:            StatusQueued,
+		Preview:           nr.Preview,
+		MaxAttempts:       max(nr.Job.Retry.MaxAttempts, 1),
+		NotBefore:         nb.UTC(),
+		ParentRunID:       nr.ParentRunID,
+		RetryOfRunID:      nr.RetryOfRunID,
+		CreatedAt:         now,
+		UpdatedAt:         now,
+	}
+	if nr.IdempotencyKey != "" {
+		k := nr.IdempotencyKey
+		h := requestHash(nr.Job.Name, params, nr.Preview)
+		r.IdempotencyKey, r.RequestHash = &k, &h
+	}
+	if uk := uniqueKey(nr.Job, nr.Params); uk != "" {
+		r.UniqueKey = &uk
+	}
+	text := nr.Params.Text()
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(r).Error; err != nil {
+			return err
+		}
+		if len(text) == 0 {
+			return nil
+		}
+		rows := make([]runParam, 0, len(text))
+		for k, v := range text {
+			rows = append(rows, runParam{RunID: r.ID, Name: k, Value: indexValue(v)})
+		}
+		return tx.Create(&rows).Error
+	})
+	if err == nil {
+		return &Enqueued{Run: r, Created: true}, nil
+	}
+	if !errors.Is(err, gorm.ErrDuplicatedKey) {
+		return nil, fmt.Errorf("jobs: enqueue %s: %w", nr.Job.Name, err)
+	}
+	return s.existing(ctx, r)
+}
+
+// existing finds the run that made an insert of r collide.
+func (s *Store) existing(ctx context.Context, r *Run) (*Enqueued, error) {
+	db := s.db.WithContext(ctx)
+	var got Run
+	if r.IdempotencyKey != nil {
+		err := db.Where("idempotency_key = ?", *r.IdempotencyKey).Take(&got).Error
+		if err == nil {
+			if got.RequestHash == nil || *got.RequestHash != *r.RequestHash {
+				return nil, fmt.Errorf("%w (run %d)", ErrIdempotencyMismatch, got.ID)
+			}
+			return &Enqueued{Run: &got, Reason: "idempotencyKey"}, nil
+		}
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, fmt.Errorf("jobs: enqueue %s: find idempotency key: %w", r.Job, err)
+		}
+	}
+	if r.UniqueKey != nil {
+		err := db.Where("unique_key = ?", *r.UniqueKey).Take(&got).Error
+		if err == nil {
+			return &Enqueued{Run: &got, Reason: "active"}, nil
+		}
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, fmt.Errorf("jobs: enqueue %s: find active run: %w", r.Job, err)
+		}
+	}
+	if r.ScheduledFor != nil {
+		err := db.Where("job = ? AND scheduled_for = ?", r.Job, *r.ScheduledFor).Take(&got).Error
+		if err == nil {
+			return &Enqueued{Run: &got, Reason: "tick"}, nil
+		}
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, fmt.Errorf("jobs: enqueue %s: find tick: %w", r.Job, err)
+		}
+	}
+	// The colliding run finished between the insert and the lookup (its
+	// unique key was released): the caller may simply try again.
+	return nil, fmt.Errorf("jobs: enqueue %s: conflicting run finished meanwhile, try again", r.Job)
+}
+
+// requestHash identifies an enqueue request's payload for idempotency.
+func requestHash(job string, params []byte, preview bool) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%t", job, params, preview)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// uniqueKey returns the active-run key of a job's UniqueBy parameters, or
+// "" when the job has none.
+func uniqueKey(job *definitions.Job, params definitions.Values) string {
+	if len(job.UniqueBy) == 0 {
+		return ""
+	}
+	text := params.Text()
+	names := append([]string(nil), job.UniqueBy...)
+	sort.Strings(names)
+	h := sha256.New()
+	h.Write([]byte(job.Name))
+	for _, n := range names {
+		fmt.Fprintf(h, "\x00%s=%s", n, text[n])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// indexValue caps a parameter value to the index column's width; longer
+// values are still stored whole in the run's parameters.
+func indexValue(v string) string {
+	r := []rune(v)
+	if len(r) > 255 {
+		return string(r[:255])
+	}
+	return v
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// Claim is a run held under a lease by this process.
+type Claim struct {
+	Run   *Run
+	Token string
+	Owner string
+	TTL   time.Duration
+	// Started is when this execution started (this process's clock).
+	Started time.Time
+}
+
+// newToken returns a random lease token.
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ClaimRun claims the queued run id for owner with a lease of ttl,
+// regardless of its not-before time (for `jobrunner run`, which waits for
+// it itself). It returns ErrNotQueued when the run is not queued (or is
+// being cancelled) and ErrNotFound when it does not exist.
+func (s *Store) ClaimRun(ctx context.Context, id int64, owner string, ttl time.Duration) (*Claim, error) {
+	token := newToken()
+	res := s.db.WithContext(ctx).Model(&Run{}).
+		Where("id = ? AND status = ? AND cancel_requested = ?", id, StatusQueued, false).
+		Updates(map[string]any{
+			"status":           StatusRunning,
+			"attempt":          gorm.Expr("attempt + 1"),
+			"lease_owner":      owner,
+			"lease_token":      token,
+			"lease_expires_at": s.now(ttl),
+			"started_at":       gorm.Expr("COALESCE(started_at, ?)", s.now(0)),
+			"updated_at":       s.now(0),
+		})
+	if res.Error != nil {
+		return nil, fmt.Errorf("jobs: claim run %d: %w", id, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		if _, err := s.Get(ctx, id); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("jobs: claim run %d: %w", id, ErrNotQueued)
+	}
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &Claim{Run: r, Token: token, Owner: owner, TTL: ttl, Started: time.Now()}, nil
+}
+
+// Progress is what a heartbeat records of a running attempt.
+type Progress struct {
+	Progress                        int
+	Read, Changed, Errors, Warnings int64
+}
+
+// Heartbeat extends c's lease by its TTL and records progress. It returns
+// cancel=true when an operator asked to cancel the run, and ErrLeaseLost
+// when the run is no longer held under c's token.
+func (s *Store) Heartbeat(ctx context.Context, c *Claim, p Progress) (cancel bool, err error) {
+	res := s.db.WithContext(ctx).Model(&Run{}).
+		Where("id = ? AND lease_token = ? AND status = ?", c.Run.ID, c.Token, StatusRunning).
+		Updates(map[string]any{
+			"lease_expires_at": s.now(c.TTL),
+			"progress":         p.Progress,
+			"records_read":     p.Read,
+			"records_changed":  p.Changed,
+			"record_errors":    p.Errors,
+			"record_warnings":  p.Warnings,
+			"updated_at":       s.now(0),
+		})
+	if res.Error != nil {
+		return false, fmt.Errorf("jobs: heartbeat run %d: %w", c.Run.ID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return false, fmt.Errorf("jobs: heartbeat run %d: %w", c.Run.ID, ErrLeaseLost)
+	}
+	var flag struct{ CancelRequested bool }
+	if err := s.db.WithContext(ctx).Model(&Run{}).Select("cancel_requested").Where("id = ?", c.Run.ID).Take(&flag).Error; err != nil {
+		return false, fmt.Errorf("jobs: heartbeat run %d: read cancel flag: %w", c.Run.ID, err)
+	}
+	return flag.CancelRequested, nil
+}
+
+// AppendLogs stores log lines of c's attempt, fenced by its lease token
+// (ErrLeaseLost when the run was taken away).
+func (s *Store) AppendLogs(ctx context.Context, c *Claim, lines []LogLine) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := fence(tx, c); err != nil {
+			return err
+		}
+		if err := tx.CreateInBatches(lines, 500).Error; err != nil {
+			return fmt.Errorf("jobs: append logs of run %d: %w", c.Run.ID, err)
+		}
+		return nil
+	})
+}
+
+// fence locks c's run row inside tx and fails with ErrLeaseLost unless it
+// is still held under c's token.
+func fence(tx *gorm.DB, c *Claim) error {
+	var n int64
+	q := tx.Model(&Run{}).Where("id = ? AND lease_token = ? AND status = ?", c.Run.ID, c.Token, StatusRunning)
+	if tx.Dialector.Name() == "mysql" {
+		q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	if err := q.Count(&n).Error; err != nil {
+		return fmt.Errorf("jobs: check lease of run %d: %w", c.Run.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("jobs: run %d: %w", c.Run.ID, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Finish is the recorded end of one execution.
+type Finish struct {
+	// Status is the run's new status: a final one, or StatusQueued to run
+	// again at NotBefore.
+	Status    Status
+	NotBefore time.Time
+	// AttemptStatus is the execution's outcome (Attempt* constants).
+	AttemptStatus string
+	// Snoozed marks an execution that does not consume an attempt.
+	Snoozed      bool
+	ErrorCode    string
+	ErrorMessage string
+	// Result is the JSON result (nil: keep none).
+	Result   []byte
+	Progress Progress
+	// Logs are the attempt's log lines not yet stored.
+	Logs []LogLine
+}
+
+// Finish records the end of c's execution in one transaction: the run's new
+// status, the attempt row and the remaining log lines. It returns
+// ErrLeaseLost (and records nothing) when the run is no longer held under
+// c's token.
+func (s *Store) Finish(ctx context.Context, c *Claim, f Finish) error {
+	if !f.Status.Final() && f.Status != StatusQueued {
+		return fmt.Errorf("jobs: finish run %d: bad status %q", c.Run.ID, f.Status)
+	}
+	now := time.Now().UTC()
+	upd := map[string]any{
+		"status":           f.Status,
+		"lease_owner":      nil,
+		"lease_token":      nil,
+		"lease_expires_at": nil,
+		"error_code":       f.ErrorCode,
+		"error_message":    f.ErrorMessage,
+		"progress":         f.Progress.Progress,
+		"records_read":     f.Progress.Read,
+		"records_changed":  f.Progress.Changed,
+		"record_errors":    f.Progress.Errors,
+		"record_warnings":  f.Progress.Warnings,
+		"updated_at":       s.now(0),
+	}
+	if f.Result != nil {
+		upd["result"] = string(f.Result)
+	}
+	if f.Snoozed {
+		upd["snoozes"] = gorm.Expr("snoozes + 1")
+	}
+	var retryAt *time.Time
+	if f.Status.Final() {
+		upd["finished_at"] = s.now(0)
+		upd["unique_key"] = nil
+	} else {
+		nb := f.NotBefore.UTC()
+		if nb.IsZero() {
+			nb = now
+		}
+		upd["not_before"] = nb
+		retryAt = &nb
+	}
+	att := Attempt{
+		RunID:        c.Run.ID,
+		Attempt:      c.Run.Attempt,
+		Owner:        c.Owner,
+		Status:       f.AttemptStatus,
+		StartedAt:    now.Add(-time.Since(c.Started)),
+		FinishedAt:   now,
+		ErrorCode:    f.ErrorCode,
+		ErrorMessage: f.ErrorMessage,
+		RetryAt:      retryAt,
+	}
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Run{}).Where("id = ? AND lease_token = ? AND status = ?", c.Run.ID, c.Token, StatusRunning).Updates(upd)
+		if res.Error != nil {
+			return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, ErrLeaseLost)
+		}
+		if err := tx.Create(&att).Error; err != nil {
+			return fmt.Errorf("jobs: finish run %d: record attempt: %w", c.Run.ID, err)
+		}
+		if len(f.Logs) > 0 {
+			if err := tx.CreateInBatches(f.Logs, 500).Error; err != nil {
+				return fmt.Errorf("jobs: finish run %d: store logs: %w", c.Run.ID, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Finished reports whether c's execution was already recorded: used to
+// resolve an ambiguous commit (connection lost after COMMIT was sent)
+// without running the processor again.
+func (s *Store) Finished(ctx context.Context, c *Claim) (bool, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Model(&Attempt{}).Where("run_id = ? AND attempt = ?", c.Run.ID, c.Run.Attempt).Count(&n).Error
+	if err != nil {
+		return false, fmt.Errorf("jobs: check attempt %d of run %d: %w", c.Run.Attempt, c.Run.ID, err)
+	}
+	return n > 0, nil
+}
+
+// Get returns the run id, ErrNotFound when there is none.
+func (s *Store) Get(ctx context.Context, id int64) (*Run, error) {
+	var r Run
+	err := s.db.WithContext(ctx).Take(&r, id).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, fmt.Errorf("jobs: run %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: get run %d: %w", id, err)
+	}
+	return &r, nil
+}
+
+// Attempts returns the run's executions in order.
+func (s *Store) Attempts(ctx context.Context, runID int64) ([]Attempt, error) {
+	var out []Attempt
+	if err := s.db.WithContext(ctx).Where("run_id = ?", runID).Order("attempt, step_index").Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("jobs: attempts of run %d: %w", runID, err)
+	}
+	return out, nil
+}
+
+// Logs returns up to limit (clamped to 1..5000, default 1000) log lines of
+// the run with id > afterID, oldest first.
+func (s *Store) Logs(ctx context.Context, runID, afterID int64, limit int) ([]LogLine, error) {
+	if limit <= 0 || limit > 5000 {
+		limit = min(max(limit, 1000), 5000)
+	}
+	var out []LogLine
+	if err := s.db.WithContext(ctx).Where("run_id = ? AND id > ?", runID, afterID).Order("id").Limit(limit).Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("jobs: logs of run %d: %w", runID, err)
+	}
+	return out, nil
+}
+
+// Filter selects runs for List. Every filter matches literally (no
+// wildcards).
+type Filter struct {
+	Job     string
+	Status  Status
+	Trigger Trigger
+	// Params matches runs whose parameter has exactly this canonical text
+	// value (e.g. OrderNumber=WEB000123).
+	Params map[string]string
+	// Since/Until bound the creation time.
+	Since, Until time.Time
+	// BeforeID pages: only runs with a smaller id.
+	BeforeID int64
+	// Limit is clamped to 1..1000; default 50.
+	Limit int
+}
+
+// List returns runs matching f, newest first.
+func (s *Store) List(ctx context.Context, f Filter) ([]Run, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 1000)
+	q := s.db.WithContext(ctx).Model(&Run{})
+	if f.Job != "" {
+		q = q.Where("job = ?", f.Job)
+	}
+	if f.Status != "" {
+		q = q.Where("status = ?", f.Status)
+	}
+	if f.Trigger != "" {
+		q = q.Where("trigger_kind = ?", f.Trigger)
+	}
+	names := make([]string, 0, len(f.Params))
+	for k := range f.Params {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		q = q.Where("id IN (SELECT run_id FROM run_params WHERE name = ? AND value = ?)", k, indexValue(f.Params[k]))
+	}
+	if !f.Since.IsZero() {
+		q = q.Where("created_at >= ?", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("created_at < ?", f.Until.UTC())
+	}
+	if f.BeforeID > 0 {
+		q = q.Where("id < ?", f.BeforeID)
+	}
+	var out []Run
+	if err := q.Order("id DESC").Limit(limit).Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("jobs: list runs: %w", err)
+	}
+	return out, nil
+}
+
+// Cancel cancels run id on behalf of who: a queued run ends cancelled at
+// once; a running run is flagged and its worker cancels the processor's
+// context and records it cancelled (on whichever instance holds it). It
+// returns the run as it now is, ErrFinished for a run already finished and
+// ErrNotFound for an unknown id.
+func (s *Store) Cancel(ctx context.Context, id int64, who string) (*Run, error) {
+	db := s.db.WithContext(ctx)
+	res := db.Model(&Run{}).Where("id = ? AND status = ?", id, StatusQueued).Updates(map[string]any{
+		"status":        StatusCancelled,
+		"finished_at":   s.now(0),
+		"updated_at":    s.now(0),
+		"unique_key":    nil,
+		"cancelled_by":  who,
+		"error_code":    "CANCELLED",
+		"error_message": "cancelled by " + orUnknown(who) + " before it started",
+	})
+	if res.Error != nil {
+		return nil, fmt.Errorf("jobs: cancel run %d: %w", id, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		res = db.Model(&Run{}).Where("id = ? AND status = ?", id, StatusRunning).Updates(map[string]any{
+			"cancel_requested": true,
+			"cancelled_by":     who,
+			"updated_at":       s.now(0),
+		})
+		if res.Error != nil {
+			return nil, fmt.Errorf("jobs: cancel run %d: %w", id, res.Error)
+		}
+	}
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if res.RowsAffected == 0 && r.Status.Final() {
+		return r, fmt.Errorf("jobs: cancel run %d (%s): %w", id, r.Status, ErrFinished)
+	}
+	return r, nil
+}
+
+func orUnknown(who string) string {
+	if strings.TrimSpace(who) == "" {
+		return "an operator"
+	}
+	return who
+}
+
+// JobState returns a per-job stored value (e.g. a sync's high-water mark),
+// "" and false when unset.
+func (s *Store) JobState(ctx context.Context, job, name string) (string, bool, error) {
+	var row struct{ Value string }
+	err := s.db.WithContext(ctx).Table("job_state").Select("value").Where("job = ? AND name = ?", job, name).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("jobs: read state %s/%s: %w", job, name, err)
+	}
+	return row.Value, true, nil
+}
+
+// SetJobState stores a per-job value.
+func (s *Store) SetJobState(ctx context.Context, job, name, value string) error {
+	row := map[string]any{"job": job, "name": name, "value": value, "updated_at": time.Now().UTC()}
+	err := s.db.WithContext(ctx).Table("job_state").Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "job"}, {Name: "name"}},
+		DoUpdates: clause.AssignmentColumns([]string{"value", "updated_at"}),
+	}).Create(row).Error
+	if err != nil {
+		return fmt.Errorf("jobs: write state %s/%s: %w", job, name, err)
+	}
+	return nil
+}

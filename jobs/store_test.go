@@ -1,0 +1,210 @@
+package jobs_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/jobs/jobstest"
+	"github.com/jobrunner/jobrunner/migrations"
+)
+
+func fmtAny(v any) string { return fmt.Sprint(v) }
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		applied, err := migrations.Apply(ctx, s.DB(), s.Dialect())
+		require.NoError(t, err)
+		require.Empty(t, applied, "second apply must be a no-op")
+		v, err := migrations.Current(ctx, s.DB())
+		require.NoError(t, err)
+		require.Equal(t, migrations.Latest(), v)
+	})
+}
+
+func TestParseDSNRedactsPassword(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"mysql://app:hunter2-CANARY@db.example:3307/jobs?tls=true", "mysql://app@db.example:3307/jobs"},
+		{"mysql://app:p%40ss@db/jobs", "mysql://app@db:3306/jobs"},
+		{"sqlite:jobrunner.db", "sqlite:jobrunner.db"},
+		{"postgres://x", "(invalid DSN)"},
+		{"mysql://app:pw@db:3306/", "(invalid DSN)"},
+	} {
+		require.Equal(t, tc.want, jobs.RedactDSN(tc.in), tc.in)
+	}
+	_, err := jobs.Open(context.Background(), "mysql://app:hunter2-CANARY@127.0.0.1:1/jobs", jobs.OpenOptions{})
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2-CANARY")
+}
+
+func TestEnqueueIdempotencyAndUniqueness(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		job := e.job(t, "Echo")
+		p1 := e.params(t, "Echo", map[string]string{"OrderNumber": "WEB000123"})
+
+		first, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Params: p1, Trigger: jobs.TriggerAPI, IdempotencyKey: "k1"})
+		require.NoError(t, err)
+		require.True(t, first.Created)
+
+		again, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Params: p1, Trigger: jobs.TriggerAPI, IdempotencyKey: "k1"})
+		require.NoError(t, err)
+		require.False(t, again.Created)
+		require.Equal(t, "idempotencyKey", again.Reason)
+		require.Equal(t, first.Run.ID, again.Run.ID)
+
+		p2 := e.params(t, "Echo", map[string]string{"OrderNumber": "WEB000999"})
+		_, err = s.Enqueue(ctx, jobs.NewRun{Job: job, Params: p2, Trigger: jobs.TriggerAPI, IdempotencyKey: "k1"})
+		require.ErrorIs(t, err, jobs.ErrIdempotencyMismatch)
+
+		// Same OrderNumber while the first is active: the active run.
+		dup, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Params: p1, Trigger: jobs.TriggerManual})
+		require.NoError(t, err)
+		require.False(t, dup.Created)
+		require.Equal(t, "active", dup.Reason)
+		require.Equal(t, first.Run.ID, dup.Run.ID)
+
+		// Once finished, a new run for the same order is allowed.
+		_, err = s.Cancel(ctx, first.Run.ID, "tester")
+		require.NoError(t, err)
+		next, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Params: p1, Trigger: jobs.TriggerManual})
+		require.NoError(t, err)
+		require.True(t, next.Created)
+	})
+}
+
+func TestEnqueueScheduleTickIsUnique(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		job := e.job(t, "Flaky")
+		tick := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+		a, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Trigger: jobs.TriggerSchedule, ScheduledFor: &tick})
+		require.NoError(t, err)
+		require.True(t, a.Created)
+		other := tick.In(time.FixedZone("x", 3600)) // same instant, other zone
+		b, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Trigger: jobs.TriggerSchedule, ScheduledFor: &other})
+		require.NoError(t, err)
+		require.False(t, b.Created)
+		require.Equal(t, "tick", b.Reason)
+		require.Equal(t, a.Run.ID, b.Run.ID)
+	})
+}
+
+func TestLeaseFencing(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		enq, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Flaky"), Trigger: jobs.TriggerManual})
+		require.NoError(t, err)
+		c, err := s.ClaimRun(ctx, enq.Run.ID, "w1", time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusRunning, c.Run.Status)
+		require.Equal(t, 1, c.Run.Attempt)
+
+		_, err = s.ClaimRun(ctx, enq.Run.ID, "w2", time.Minute)
+		require.ErrorIs(t, err, jobs.ErrNotQueued, "a running run cannot be claimed twice")
+
+		stale := *c
+		stale.Token = "not-the-token"
+		_, err = s.Heartbeat(ctx, &stale, jobs.Progress{})
+		require.ErrorIs(t, err, jobs.ErrLeaseLost)
+		require.ErrorIs(t, s.AppendLogs(ctx, &stale, []jobs.LogLine{{RunID: c.Run.ID, Ts: time.Now(), Level: "info", Message: "x"}}), jobs.ErrLeaseLost)
+		require.ErrorIs(t, s.Finish(ctx, &stale, jobs.Finish{Status: jobs.StatusSucceeded, AttemptStatus: jobs.AttemptSucceeded}), jobs.ErrLeaseLost)
+
+		cancel, err := s.Heartbeat(ctx, c, jobs.Progress{Progress: 40, Read: 7})
+		require.NoError(t, err)
+		require.False(t, cancel)
+		_, err = s.Cancel(ctx, c.Run.ID, "ops")
+		require.NoError(t, err)
+		cancel, err = s.Heartbeat(ctx, c, jobs.Progress{Progress: 50})
+		require.NoError(t, err)
+		require.True(t, cancel, "the worker learns of the cancel at its heartbeat")
+
+		require.NoError(t, s.Finish(ctx, c, jobs.Finish{Status: jobs.StatusCancelled, AttemptStatus: jobs.AttemptCancelled, ErrorCode: "CANCELLED"}))
+		require.ErrorIs(t, s.Finish(ctx, c, jobs.Finish{Status: jobs.StatusSucceeded, AttemptStatus: jobs.AttemptSucceeded}), jobs.ErrLeaseLost,
+			"a final status is never left")
+		r, err := s.Get(ctx, c.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusCancelled, r.Status)
+		require.Nil(t, r.LeaseToken)
+		done, err := s.Finished(ctx, c)
+		require.NoError(t, err)
+		require.True(t, done)
+
+		_, err = s.Cancel(ctx, c.Run.ID, "ops")
+		require.ErrorIs(t, err, jobs.ErrFinished)
+		_, err = s.Get(ctx, 987654)
+		require.ErrorIs(t, err, jobs.ErrNotFound)
+	})
+}
+
+func TestListFiltersMatchLiterally(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		job := e.job(t, "Echo")
+		for _, n := range []string{"WEB%1", "WEB_12", "WEB012", "'; DROP TABLE runs; --", "日本語-注文"} {
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Params: e.params(t, "Echo", map[string]string{"OrderNumber": n}), Trigger: jobs.TriggerManual})
+			require.NoError(t, err)
+		}
+		_, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Flaky"), Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+
+		for _, tc := range []struct {
+			f    jobs.Filter
+			want int
+		}{
+			{jobs.Filter{}, 6},
+			{jobs.Filter{Job: "Echo"}, 5},
+			{jobs.Filter{Job: "Echo%"}, 0},
+			{jobs.Filter{Trigger: jobs.TriggerAPI}, 1},
+			{jobs.Filter{Params: map[string]string{"OrderNumber": "WEB%1"}}, 1},
+			{jobs.Filter{Params: map[string]string{"OrderNumber": "WEB%"}}, 0},
+			{jobs.Filter{Params: map[string]string{"OrderNumber": "WEB_12"}}, 1},
+			{jobs.Filter{Params: map[string]string{"OrderNumber": "'; DROP TABLE runs; --"}}, 1},
+			{jobs.Filter{Params: map[string]string{"OrderNumber": "日本語-注文"}}, 1},
+			{jobs.Filter{Params: map[string]string{"OrderNumber": "web012"}}, 0},
+			{jobs.Filter{Status: jobs.StatusQueued, Limit: 2}, 2},
+			{jobs.Filter{Since: time.Now().Add(time.Hour)}, 0},
+		} {
+			got, err := s.List(ctx, tc.f)
+			require.NoError(t, err)
+			require.Len(t, got, tc.want, "%+v", tc.f)
+		}
+		page1, err := s.List(ctx, jobs.Filter{Limit: 4})
+		require.NoError(t, err)
+		page2, err := s.List(ctx, jobs.Filter{Limit: 4, BeforeID: page1[3].ID})
+		require.NoError(t, err)
+		require.Len(t, page2, 2)
+		require.Greater(t, page1[0].ID, page1[3].ID, "newest first")
+	})
+}
+
+func TestJobState(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		_, ok, err := s.JobState(ctx, "Sync", "highWaterMark")
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.NoError(t, s.SetJobState(ctx, "Sync", "highWaterMark", "2026-01-01T00:00:00Z"))
+		require.NoError(t, s.SetJobState(ctx, "Sync", "highWaterMark", "2026-02-01T00:00:00Z"))
+		v, ok, err := s.JobState(ctx, "Sync", "highWaterMark")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "2026-02-01T00:00:00Z", v)
+	})
+}
