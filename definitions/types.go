@@ -6,8 +6,12 @@
 // A [Set] is loaded from a directory of YAML files ([LoadDir]) or from the
 // embedded examples ([Builtin]), then validated against a [Catalog] of the
 // processors and connection types the program has registered ([Set.Validate]).
-// Parameters given as text (CLI --param K=V, API, dashboard form) are parsed
-// into typed [Values] by [Job.ParseParams].
+// [LoadAndValidate] does both and reports every problem at once, each as
+// "file:line: path: message" ([Problems]). Parameters given as text (CLI
+// --param K=V, API, dashboard form) are parsed into typed [Values] by
+// [Job.ParseParams]; [Values.MarshalJSON] and [Job.DecodeParams] store and
+// reload them exactly. The optional orderStatuses section maps ERP order
+// statuses to commerce statuses ([OrderStatusMap]).
 package definitions
 
 import (
@@ -76,6 +80,9 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 type Set struct {
 	Jobs        []*Job
 	Connections []*Connection
+	// OrderStatuses is the ERP -> commerce order status mapping (the
+	// top-level orderStatuses section); nil when no file has one.
+	OrderStatuses *OrderStatusMap
 }
 
 // Job is a validated job definition.
@@ -112,6 +119,8 @@ type Job struct {
 	// Version is a hash of the definition as written; runs record it.
 	Version string
 	Pos     Pos
+
+	src source // where each field was written; zero for jobs built in code
 }
 
 // Parameter is one typed job parameter.
@@ -137,6 +146,8 @@ type Parameter struct {
 	Min *string
 	Max *string
 	Pos Pos
+
+	src source
 }
 
 // Schedule is when a job fires on its own.
@@ -150,6 +161,8 @@ type Schedule struct {
 	// Misfire is MisfireSkip (default) or MisfireRunOnce.
 	Misfire string
 	Pos     Pos
+
+	src source
 }
 
 // RetryPolicy says how failed attempts are retried.
@@ -188,6 +201,8 @@ type Step struct {
 	Parameters map[string]string
 	OnFailure  string // OnFailureStop (default) or OnFailureContinue
 	Pos        Pos
+
+	src source
 }
 
 // Connection is an ERP (or other system) connection.
@@ -202,6 +217,8 @@ type Connection struct {
 	// by [Connection.ResolveSecrets] and never stored.
 	Secrets map[string]string
 	Pos     Pos
+
+	src source
 }
 
 // Catalog tells validation what the program can run. processors.Registry

@@ -1,0 +1,258 @@
+// Package cli owns the jobrunner command line: global flags, the commands
+// (migrate, definitions, run, runs, schedule) and the wiring of definitions,
+// processors and the run store behind them. cmd/jobrunner calls [Main]; a
+// program of your own can too, with your processors registered, and gets the
+// whole CLI for them:
+//
+//	os.Exit(cli.Main(ctx, os.Args[1:], cli.Options{Register: func(r *processors.Registry) {
+//		r.Register("Greet", greet, processors.ForConnectionTypes("greeter"))
+//	}}))
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/processors"
+	"github.com/jobrunner/jobrunner/processors/exec"
+	"github.com/jobrunner/jobrunner/processors/noop"
+)
+
+// Options configure Main.
+type Options struct {
+	// Register adds the program's own processors to the registry, after
+	// the built-in ones (noop, exec, http). It may panic on duplicates as
+	// processors.Registry.Register does.
+	Register func(*processors.Registry)
+	// Definitions are the default definitions when --definitions is not
+	// given (their YAML files at the root of the FS); nil: the built-in
+	// examples.
+	Definitions fs.FS
+	// Stdout and Stderr default to os.Stdout and os.Stderr.
+	Stdout, Stderr io.Writer
+}
+
+// app holds the global flags and what they resolve to.
+type app struct {
+	defaultDefs    fs.FS
+	stdout, stderr io.Writer
+	dbFlag         string
+	defsFlag       string
+	logFormat      string
+	logLevel       string
+	noMigrate      bool
+
+	log      *logrus.Logger
+	registry *processors.Registry
+	store    *jobs.Store
+	defs     *definitions.Set
+	state    *stateProxy
+}
+
+// stateProxy lets processors registered before the store is opened reach
+// it (job state such as a sync's high-water mark).
+type stateProxy struct{ store *jobs.Store }
+
+func (p *stateProxy) JobState(ctx context.Context, job, name string) (string, bool, error) {
+	if p.store == nil {
+		return "", false, errors.New("job state: no database open")
+	}
+	return p.store.JobState(ctx, job, name)
+}
+
+func (p *stateProxy) SetJobState(ctx context.Context, job, name, value string) error {
+	if p.store == nil {
+		return errors.New("job state: no database open")
+	}
+	return p.store.SetJobState(ctx, job, name, value)
+}
+
+func newApp(opts Options) *app {
+	a := &app{stdout: opts.Stdout, stderr: opts.Stderr, defaultDefs: opts.Definitions, registry: processors.NewRegistry(), state: &stateProxy{}}
+	if a.stdout == nil {
+		a.stdout = os.Stdout
+	}
+	if a.stderr == nil {
+		a.stderr = os.Stderr
+	}
+	noop.Register(a.registry)
+	exec.Register(a.registry)
+	registerHTTP(a)
+	if opts.Register != nil {
+		opts.Register(a.registry)
+	}
+	return a
+}
+
+func (a *app) setupLog() error {
+	a.log = logrus.New()
+	a.log.SetOutput(a.stderr)
+	lv, err := logrus.ParseLevel(a.logLevel)
+	if err != nil {
+		return usagef("--log-level: %v", err)
+	}
+	a.log.SetLevel(lv)
+	switch a.logFormat {
+	case "json":
+		a.log.SetFormatter(&logrus.JSONFormatter{})
+	case "text", "":
+		f, ok := a.stderr.(*os.File)
+		a.log.SetFormatter(&logrus.TextFormatter{ForceColors: ok && term.IsTerminal(int(f.Fd())), FullTimestamp: true})
+	default:
+		return usagef("--log-format: want text or json, got %q", a.logFormat)
+	}
+	return nil
+}
+
+// definitions loads and validates the definitions once.
+func (a *app) definitions() (*definitions.Set, error) {
+	if a.defs != nil {
+		return a.defs, nil
+	}
+	var (
+		set *definitions.Set
+		err error
+	)
+	switch {
+	case a.defsFlag == "" && a.defaultDefs != nil:
+		set, err = definitions.LoadFS(a.defaultDefs, ".")
+		if err == nil {
+			err = set.Validate(a.registry)
+		}
+	default:
+		set, err = definitions.LoadAndValidate(a.defsFlag, a.registry)
+	}
+	if err != nil {
+		return nil, usageError{fmt.Errorf("definitions in %s:\n%w", a.defsWhere(), err)}
+	}
+	a.defs = set
+	return set, nil
+}
+
+// openStore opens the database once.
+func (a *app) openStore(ctx context.Context) (*jobs.Store, error) {
+	if a.store != nil {
+		return a.store, nil
+	}
+	dsn := a.dbFlag
+	if dsn == "" {
+		dsn = os.Getenv("JOBRUNNER_DB")
+	}
+	if dsn == "" {
+		dsn = jobs.DefaultDSN
+	}
+	s, err := jobs.Open(ctx, dsn, jobs.OpenOptions{NoMigrate: a.noMigrate})
+	if err != nil {
+		if errors.Is(err, jobs.ErrBadDSN) {
+			return nil, usageError{err}
+		}
+		return nil, err
+	}
+	a.store = s
+	a.state.store = s
+	return s, nil
+}
+
+func (a *app) close() {
+	if a.store != nil {
+		_ = a.store.Close()
+	}
+}
+
+func (a *app) executor() *jobs.Executor {
+	return &jobs.Executor{
+		Store:       a.store,
+		Registry:    a.registry,
+		Definitions: func() *definitions.Set { return a.defs },
+		Log:         a.log,
+	}
+}
+
+// parseKV parses repeated K=V flags.
+func parseKV(flag string, kvs []string) (map[string]string, error) {
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("%s %q: want NAME=VALUE", flag, kv)
+		}
+		if _, dup := out[k]; dup {
+			return nil, usagef("%s %s given twice", flag, k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// defsWhere names where the definitions come from, for messages.
+func (a *app) defsWhere() string {
+	switch {
+	case a.defsFlag != "":
+		return a.defsFlag
+	case a.defaultDefs != nil:
+		return "the program's definitions"
+	}
+	return "the built-in examples"
+}
+
+// Main runs the jobrunner CLI with args (without the program name) and
+// returns the exit code: 0 success, 1 the run or command failed, 2 bad
+// usage or bad input. Cancelling ctx (e.g. on SIGINT) cancels running work.
+func Main(ctx context.Context, args []string, opts Options) int {
+	a := newApp(opts)
+	defer a.close()
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		var f failedError
+		if !errors.As(err, &f) || f.msg != "" {
+			fmt.Fprintln(a.stderr, "jobrunner:", err)
+		}
+	}
+	return exitCode(err)
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "jobrunner",
+		Short:         "Run commerce ↔ ERP integration jobs and record every run",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return a.setupLog()
+		},
+	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.dbFlag, "db", "", "database: sqlite:PATH or mysql://user:pass@host:port/db (env JOBRUNNER_DB; default "+jobs.DefaultDSN+")")
+	pf.StringVar(&a.defsFlag, "definitions", os.Getenv("JOBRUNNER_DEFINITIONS"), "directory of job definition YAML files (env JOBRUNNER_DEFINITIONS; default: the built-in examples)")
+	pf.StringVar(&a.logFormat, "log-format", "text", "process log format: text or json")
+	pf.StringVar(&a.logLevel, "log-level", "info", "process log level: debug, info, warn, error")
+	pf.BoolVar(&a.noMigrate, "no-migrate", false, "do not apply pending database migrations")
+	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand())
+	return root
+}
+
+// wrapArgs turns cobra's argument errors into usage errors.
+func wrapArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := v(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"os"
+	"os/user"
+
+	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/erpdemo"
+	"github.com/jobrunner/jobrunner/processors/httperp"
+)
+
+// registerHTTP registers the reference ERP processors (connection type
+// http), reading the status mapping from the loaded definitions and job
+// state from the store.
+func registerHTTP(a *app) {
+	httperp.Register(a.registry, httperp.Options{
+		Statuses: func() *definitions.OrderStatusMap {
+			if a.defs == nil {
+				return nil
+			}
+			return a.defs.OrderStatuses
+		},
+		State: a.state,
+	})
+}
+
+// startDemoERP starts the demo ERP on a loopback port and points the
+// built-in erp connection at it (JOBRUNNER_ERP_URL, JOBRUNNER_ERP_TOKEN).
+func (a *app) startDemoERP() (stop func(), err error) {
+	srv, err := erpdemo.Start("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	_ = os.Setenv("JOBRUNNER_ERP_URL", srv.URL())
+	_ = os.Setenv("JOBRUNNER_ERP_TOKEN", srv.Token())
+	a.log.WithField("erp_url", srv.URL()).Warn("DEMO ERP: the erp connection points at the built-in sample ERP, not a real one")
+	return func() { _ = srv.Close() }, nil
+}
+
+// cliUser names who runs the CLI, for the run's triggered_by.
+func cliUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "cli:" + u.Username
+	}
+	return "cli"
+}
