@@ -34,6 +34,8 @@ var (
 	ErrFinished = errors.New("jobs: run already finished")
 	// ErrNotQueued: the run cannot be claimed because it is not queued.
 	ErrNotQueued = errors.New("jobs: run is not queued")
+	// ErrNotFinished: the run is still queued or running.
+	ErrNotFinished = errors.New("jobs: run has not finished")
 )
 
 // Store keeps runs, attempts and logs in MySQL or SQLite. It is safe for
@@ -643,4 +645,29 @@ func (s *Store) SetJobState(ctx context.Context, job, name, value string) error 
 		return fmt.Errorf("jobs: write state %s/%s: %w", job, name, err)
 	}
 	return nil
+}
+
+// RetryOf enqueues a new run that repeats the finished run id with the
+// same parameters (or params when not nil), linked to it by RetryOfRunID
+// and triggered as TriggerRetry by who. It returns ErrNotFound for an
+// unknown run and an error wrapping ErrNotFinished while it is still
+// active.
+func (s *Store) RetryOf(ctx context.Context, job *definitions.Job, id int64, params definitions.Values, who string) (*Enqueued, error) {
+	orig, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !orig.Status.Final() {
+		return nil, fmt.Errorf("jobs: retry run %d (%s): %w", id, orig.Status, ErrNotFinished)
+	}
+	if job.Name != orig.Job {
+		return nil, fmt.Errorf("jobs: retry run %d: it is a run of %s, not %s", id, orig.Job, job.Name)
+	}
+	if params == nil {
+		params, err = job.DecodeParams([]byte(orig.Parameters))
+		if err != nil {
+			return nil, fmt.Errorf("jobs: retry run %d: its parameters no longer fit %s: %w", id, job.Name, err)
+		}
+	}
+	return s.Enqueue(ctx, NewRun{Job: job, Params: params, Trigger: TriggerRetry, TriggeredBy: who, Preview: orig.Preview, RetryOfRunID: &orig.ID})
 }
