@@ -51,6 +51,12 @@ type Executor struct {
 	// RecordTimeout bounds how long an outcome is retried against an
 	// unreachable database; default 10m.
 	RecordTimeout time.Duration
+	// Observer receives metrics; may be nil.
+	Observer Observer
+
+	// finish records one outcome; nil means Store.Finish. A Pool sets it
+	// to its group-committing completer.
+	finish func(ctx context.Context, c *Claim, f Finish) error
 }
 
 func (e *Executor) owner() string {
@@ -112,6 +118,9 @@ func (e *Executor) Execute(ctx context.Context, c *Claim) (*Finish, error) {
 	if err := e.record(ctx, c, f); err != nil {
 		return nil, err
 	}
+	if e.Observer != nil {
+		e.Observer.AttemptFinished(c.Run.Job, f.AttemptStatus, f.Status, time.Since(c.Started))
+	}
 	return f, nil
 }
 
@@ -166,6 +175,10 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 	timeout := job.Timeout.D()
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
+	}
+	if parent.Err() != nil { // stopping before it started: never call the ERP
+		stopHB()
+		return e.decide(job, run, pr, parent.Err(), nil, true, lg)
 	}
 	lg.Info(fmt.Sprintf("attempt %d of %d started", pr.Attempt, pr.MaxAttempts), "processor", job.Processor, "connection", conn.Name, "owner", c.Owner)
 	perr := callWithTimeout(ctx, timeout, proc, pr)
@@ -368,7 +381,11 @@ func (e *Executor) record(ctx context.Context, c *Claim, f *Finish) error {
 				return nil
 			}
 		}
-		err := e.Store.Finish(rctx, c, *f)
+		finish := e.finish
+		if finish == nil {
+			finish = e.Store.Finish
+		}
+		err := finish(rctx, c, *f)
 		if err == nil || errors.Is(err, ErrLeaseLost) {
 			return err
 		}

@@ -406,49 +406,8 @@ func (s *Store) Finish(ctx context.Context, c *Claim, f Finish) error {
 		return fmt.Errorf("jobs: finish run %d: bad status %q", c.Run.ID, f.Status)
 	}
 	now := time.Now().UTC()
-	upd := map[string]any{
-		"status":           f.Status,
-		"lease_owner":      nil,
-		"lease_token":      nil,
-		"lease_expires_at": nil,
-		"error_code":       f.ErrorCode,
-		"error_message":    f.ErrorMessage,
-		"progress":         f.Progress.Progress,
-		"records_read":     f.Progress.Read,
-		"records_changed":  f.Progress.Changed,
-		"record_errors":    f.Progress.Errors,
-		"record_warnings":  f.Progress.Warnings,
-		"updated_at":       s.now(0),
-	}
-	if f.Result != nil {
-		upd["result"] = string(f.Result)
-	}
-	if f.Snoozed {
-		upd["snoozes"] = gorm.Expr("snoozes + 1")
-	}
-	var retryAt *time.Time
-	if f.Status.Final() {
-		upd["finished_at"] = s.now(0)
-		upd["unique_key"] = nil
-	} else {
-		nb := f.NotBefore.UTC()
-		if nb.IsZero() {
-			nb = now
-		}
-		upd["not_before"] = nb
-		retryAt = &nb
-	}
-	att := Attempt{
-		RunID:        c.Run.ID,
-		Attempt:      c.Run.Attempt,
-		Owner:        c.Owner,
-		Status:       f.AttemptStatus,
-		StartedAt:    now.Add(-time.Since(c.Started)),
-		FinishedAt:   now,
-		ErrorCode:    f.ErrorCode,
-		ErrorMessage: f.ErrorMessage,
-		RetryAt:      retryAt,
-	}
+	upd, _ := s.finishUpdate(f, now)
+	att := attemptRow(c, f, now)
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Model(&Run{}).Where("id = ? AND lease_token = ? AND status = ?", c.Run.ID, c.Token, StatusRunning).Updates(upd)
 		if res.Error != nil {

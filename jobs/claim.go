@@ -1,0 +1,427 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/migrations"
+)
+
+// ClaimOptions tune ClaimBatch.
+type ClaimOptions struct {
+	// Owner names the claiming process in the lease.
+	Owner string
+	// Max is the most runs to claim; default 1.
+	Max int
+	// TTL is the lease length; default 30s.
+	TTL time.Duration
+	// Limits caps how many runs of a job may be running at once across
+	// all instances (a job's concurrency.maxRunning). Claims of limited
+	// jobs are serialised on a per-job lock row so two instances cannot
+	// both take the last slot.
+	Limits map[string]int
+}
+
+// ClaimBatch claims up to opts.Max due queued runs, oldest due first, in
+// one transaction: on MySQL with SELECT … FOR UPDATE SKIP LOCKED under READ
+// COMMITTED, so concurrent claimers never wait on or take each other's
+// rows. All runs of one batch share a fresh lease token. It returns no
+// claims and no error when nothing is due.
+func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, error) {
+	n := max(opts.Max, 1)
+	ttl := opts.TTL
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	token := newToken()
+	var runs []Run
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		saturated, room, err := s.lockLimits(tx, opts.Limits)
+		if err != nil {
+			return err
+		}
+		q := tx.Where("status = ? AND not_before <= ?", StatusQueued, s.now(0))
+		if len(saturated) > 0 {
+			q = q.Where("job NOT IN ?", saturated)
+		}
+		if s.dialect == migrations.MySQL {
+			q = q.Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"})
+		}
+		if err := q.Order("not_before, id").Limit(n).Find(&runs).Error; err != nil {
+			return fmt.Errorf("select due runs: %w", err)
+		}
+		if room != nil { // drop what would exceed a limit within this batch
+			kept := runs[:0]
+			for _, r := range runs {
+				if left, limited := room[r.Job]; limited {
+					if left <= 0 {
+						continue
+					}
+					room[r.Job] = left - 1
+				}
+				kept = append(kept, r)
+			}
+			runs = kept
+		}
+		if len(runs) == 0 {
+			return nil
+		}
+		ids := make([]int64, len(runs))
+		for i := range runs {
+			ids[i] = runs[i].ID
+		}
+		res := tx.Model(&Run{}).Where("id IN ?", ids).Updates(map[string]any{
+			"status":           StatusRunning,
+			"attempt":          gorm.Expr("attempt + 1"),
+			"lease_owner":      opts.Owner,
+			"lease_token":      token,
+			"lease_expires_at": s.now(ttl),
+			"started_at":       gorm.Expr("COALESCE(started_at, ?)", s.now(0)),
+			"updated_at":       s.now(0),
+		})
+		if res.Error != nil {
+			return fmt.Errorf("mark runs running: %w", res.Error)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: claim runs: %w", err)
+	}
+	now := time.Now()
+	claims := make([]*Claim, len(runs))
+	for i := range runs {
+		r := &runs[i]
+		r.Status = StatusRunning
+		r.Attempt++
+		owner, tok := opts.Owner, token
+		r.LeaseOwner, r.LeaseToken = &owner, &tok
+		if r.StartedAt == nil {
+			t := now.UTC()
+			r.StartedAt = &t
+		}
+		claims[i] = &Claim{Run: r, Token: token, Owner: opts.Owner, TTL: ttl, Started: now}
+	}
+	return claims, nil
+}
+
+// lockLimits takes the per-job lock rows of limited jobs (in name order, so
+// claimers cannot deadlock) and counts their running runs. It returns the
+// jobs already at their limit and the room left for the others.
+func (s *Store) lockLimits(tx *gorm.DB, limits map[string]int) (saturated []string, room map[string]int, err error) {
+	if len(limits) == 0 {
+		return nil, nil, nil
+	}
+	names := make([]string, 0, len(limits))
+	for j, l := range limits {
+		if l > 0 {
+			names = append(names, j)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil, nil
+	}
+	sort.Strings(names)
+	if s.dialect == migrations.MySQL {
+		var sql strings.Builder
+		args := make([]any, 0, 2*len(names))
+		sql.WriteString("INSERT IGNORE INTO job_state (job, name, value, updated_at) VALUES ")
+		for i, j := range names {
+			if i > 0 {
+				sql.WriteString(",")
+			}
+			sql.WriteString("(?, '_claim_lock', '', ?)")
+			args = append(args, j, time.Now().UTC())
+		}
+		if err := tx.Exec(sql.String(), args...).Error; err != nil {
+			return nil, nil, fmt.Errorf("create claim locks: %w", err)
+		}
+		var got []string
+		if err := tx.Table("job_state").Select("job").Where("name = ? AND job IN ?", "_claim_lock", names).
+			Order("job").Clauses(clause.Locking{Strength: "UPDATE"}).Find(&got).Error; err != nil {
+			return nil, nil, fmt.Errorf("take claim locks: %w", err)
+		}
+	}
+	var counts []struct {
+		Job string
+		N   int
+	}
+	if err := tx.Model(&Run{}).Select("job, COUNT(*) AS n").Where("status = ? AND job IN ?", StatusRunning, names).
+		Group("job").Find(&counts).Error; err != nil {
+		return nil, nil, fmt.Errorf("count running runs: %w", err)
+	}
+	running := map[string]int{}
+	for _, c := range counts {
+		running[c.Job] = c.N
+	}
+	room = map[string]int{}
+	for _, j := range names {
+		left := limits[j] - running[j]
+		if left <= 0 {
+			saturated = append(saturated, j)
+		}
+		room[j] = left
+	}
+	return saturated, room, nil
+}
+
+// Limits returns the claim limits of a definition set (jobs with
+// concurrency.maxRunning).
+func Limits(set *definitions.Set) map[string]int {
+	if set == nil {
+		return nil
+	}
+	var out map[string]int
+	for _, j := range set.Jobs {
+		if j.Concurrency.MaxRunning > 0 {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[j.Name] = j.Concurrency.MaxRunning
+		}
+	}
+	return out
+}
+
+// FinishBatch records the outcomes of several executions in one
+// transaction (one commit for all). It returns one error per item: nil,
+// ErrLeaseLost for an execution whose run was taken away (nothing recorded
+// for it), or the transaction's error for all.
+func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
+	errs := make([]error, len(items))
+	if len(items) == 0 {
+		return errs
+	}
+	for i, it := range items {
+		if !it.Finish.Status.Final() && it.Finish.Status != StatusQueued {
+			errs[i] = fmt.Errorf("jobs: finish run %d: bad status %q", it.Claim.Run.ID, it.Finish.Status)
+		}
+	}
+	type group struct {
+		upd   map[string]any
+		token string
+		idx   []int
+	}
+	now := time.Now().UTC()
+	groups := map[string]*group{}
+	var order []string
+	for i, it := range items {
+		if errs[i] != nil {
+			continue
+		}
+		upd, key := s.finishUpdate(it.Finish, now)
+		key += "\x00" + it.Claim.Token
+		g := groups[key]
+		if g == nil {
+			g = &group{upd: upd, token: it.Claim.Token}
+			groups[key] = g
+			order = append(order, key)
+		}
+		g.idx = append(g.idx, i)
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var atts []Attempt
+		var logs []LogLine
+		for _, key := range order {
+			g := groups[key]
+			ids := make([]int64, len(g.idx))
+			for k, i := range g.idx {
+				ids[k] = items[i].Claim.Run.ID
+			}
+			res := tx.Model(&Run{}).Where("lease_token = ? AND status = ? AND id IN ?", g.token, StatusRunning, ids).Updates(g.upd)
+			if res.Error != nil {
+				return fmt.Errorf("update runs: %w", res.Error)
+			}
+			if int(res.RowsAffected) != len(ids) {
+				return errPartial
+			}
+			for _, i := range g.idx {
+				atts = append(atts, attemptRow(items[i].Claim, items[i].Finish, now))
+				logs = append(logs, items[i].Finish.Logs...)
+			}
+		}
+		if len(atts) > 0 {
+			if err := tx.CreateInBatches(atts, 500).Error; err != nil {
+				return fmt.Errorf("record attempts: %w", err)
+			}
+		}
+		if len(logs) > 0 {
+			if err := tx.CreateInBatches(logs, 500).Error; err != nil {
+				return fmt.Errorf("store logs: %w", err)
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errPartial) {
+		// Some runs were taken away: record the others one by one.
+		for i, it := range items {
+			if errs[i] == nil {
+				errs[i] = s.Finish(ctx, it.Claim, it.Finish)
+			}
+		}
+		return errs
+	}
+	if err != nil {
+		err = fmt.Errorf("jobs: finish %d runs: %w", len(items), err)
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+	return errs
+}
+
+var errPartial = errors.New("jobs: some runs were not held")
+
+// FinishItem is one execution's outcome for FinishBatch.
+type FinishItem struct {
+	Claim  *Claim
+	Finish Finish
+}
+
+// finishUpdate returns the runs-row update of f and a key that is equal for
+// updates that can share one UPDATE statement.
+func (s *Store) finishUpdate(f Finish, now time.Time) (map[string]any, string) {
+	upd := map[string]any{
+		"status":           f.Status,
+		"lease_owner":      nil,
+		"lease_token":      nil,
+		"lease_expires_at": nil,
+		"error_code":       f.ErrorCode,
+		"error_message":    f.ErrorMessage,
+		"progress":         f.Progress.Progress,
+		"records_read":     f.Progress.Read,
+		"records_changed":  f.Progress.Changed,
+		"record_errors":    f.Progress.Errors,
+		"record_warnings":  f.Progress.Warnings,
+		"updated_at":       s.now(0),
+	}
+	var key strings.Builder
+	fmt.Fprintf(&key, "%s\x00%s\x00%s\x00%d\x00%d\x00%d\x00%d\x00%d\x00%t", f.Status, f.ErrorCode, f.ErrorMessage,
+		f.Progress.Progress, f.Progress.Read, f.Progress.Changed, f.Progress.Errors, f.Progress.Warnings, f.Snoozed)
+	if f.Result != nil {
+		upd["result"] = string(f.Result)
+		key.WriteString("\x00r")
+		key.Write(f.Result)
+	}
+	if f.Snoozed {
+		upd["snoozes"] = gorm.Expr("snoozes + 1")
+	}
+	if f.Status.Final() {
+		upd["finished_at"] = s.now(0)
+		upd["unique_key"] = nil
+	} else {
+		nb := f.NotBefore.UTC()
+		if nb.IsZero() {
+			nb = now
+		}
+		upd["not_before"] = nb
+		fmt.Fprintf(&key, "\x00nb%d", nb.UnixNano())
+	}
+	return upd, key.String()
+}
+
+func attemptRow(c *Claim, f Finish, now time.Time) Attempt {
+	var retryAt *time.Time
+	if !f.Status.Final() {
+		nb := f.NotBefore.UTC()
+		if nb.IsZero() {
+			nb = now
+		}
+		retryAt = &nb
+	}
+	return Attempt{
+		RunID:        c.Run.ID,
+		Attempt:      c.Run.Attempt,
+		Owner:        c.Owner,
+		Status:       f.AttemptStatus,
+		StartedAt:    now.Add(-time.Since(c.Started)),
+		FinishedAt:   now,
+		ErrorCode:    f.ErrorCode,
+		ErrorMessage: f.ErrorMessage,
+		RetryAt:      retryAt,
+	}
+}
+
+// Release puts a claimed run that was never started back in the queue
+// without consuming an attempt (used at shutdown).
+func (s *Store) Release(ctx context.Context, c *Claim, reason string) error {
+	return s.Finish(ctx, c, Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, ErrorMessage: reason,
+		NotBefore: time.Now()})
+}
+
+// RescueExpired takes back up to limit runs whose lease expired (their
+// worker died or lost the database for longer than the lease): each is
+// queued again when attempts remain — the lost execution counts as an
+// attempt — or failed with code LEASE_EXPIRED. It returns how many runs it
+// rescued. Any instance may call it; concurrent callers skip each other's
+// rows.
+func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	n := 0
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var runs []Run
+		q := tx.Where("status = ? AND lease_expires_at < ?", StatusRunning, s.now(0))
+		if s.dialect == migrations.MySQL {
+			q = q.Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"})
+		}
+		if err := q.Order("lease_expires_at").Limit(limit).Find(&runs).Error; err != nil {
+			return fmt.Errorf("select expired leases: %w", err)
+		}
+		now := time.Now().UTC()
+		for _, r := range runs {
+			owner := ""
+			if r.LeaseOwner != nil {
+				owner = *r.LeaseOwner
+			}
+			msg := fmt.Sprintf("the worker %s stopped renewing its lease (killed, hung or cut off from the database)", owner)
+			upd := map[string]any{
+				"lease_owner": nil, "lease_token": nil, "lease_expires_at": nil, "updated_at": s.now(0),
+				"error_code": "LEASE_EXPIRED", "error_message": msg,
+			}
+			att := Attempt{RunID: r.ID, Attempt: r.Attempt, Owner: owner, Status: AttemptLeaseExpired, StartedAt: now,
+				FinishedAt: now, ErrorCode: "LEASE_EXPIRED", ErrorMessage: msg}
+			if r.StartedAt != nil {
+				att.StartedAt = r.StartedAt.UTC()
+			}
+			if r.AttemptsUsed() < r.MaxAttempts {
+				upd["status"], upd["not_before"] = StatusQueued, now
+				att.RetryAt = &now
+			} else {
+				upd["status"], upd["finished_at"], upd["unique_key"] = StatusFailed, s.now(0), nil
+				upd["error_message"] = msg + "; no attempts left"
+				att.ErrorMessage = msg + "; no attempts left"
+			}
+			res := tx.Model(&Run{}).Where("id = ? AND status = ? AND lease_token = ?", r.ID, StatusRunning, r.LeaseToken).Updates(upd)
+			if res.Error != nil {
+				return fmt.Errorf("rescue run %d: %w", r.ID, res.Error)
+			}
+			if res.RowsAffected == 0 {
+				continue
+			}
+			if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&att).Error; err != nil {
+				return fmt.Errorf("rescue run %d: record attempt: %w", r.ID, err)
+			}
+			line := LogLine{RunID: r.ID, Attempt: r.Attempt, Ts: now, Level: "error", Message: "lease expired: " + att.ErrorMessage}
+			if err := tx.Create(&line).Error; err != nil {
+				return fmt.Errorf("rescue run %d: log: %w", r.ID, err)
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("jobs: rescue expired leases: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,313 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// PoolConfig configures a Pool.
+type PoolConfig struct {
+	// Executor runs the claimed runs (its ReleaseOnShutdown is set by the
+	// pool).
+	Executor *Executor
+	// Workers caps runs executing at once in this process; default 8.
+	Workers int
+	// BatchSize caps runs claimed per query; default min(Workers, 100).
+	BatchSize int
+	// PollInterval is how often the pool looks for due runs when nothing
+	// woke it (runs of other instances, retries coming due); default 1s.
+	PollInterval time.Duration
+	// RescueInterval is how often expired leases are rescued; default
+	// half the executor's lease TTL.
+	RescueInterval time.Duration
+	// Observer receives metrics; may be nil.
+	Observer Observer
+}
+
+// Pool claims due runs in batches and executes them on up to Workers
+// goroutines, keeping their leases, committing their outcomes in groups,
+// and rescuing runs whose worker died. Start it once; Stop it once.
+type Pool struct {
+	cfg  PoolConfig
+	ex   *Executor
+	comp *completer
+
+	wake  chan struct{}
+	freed chan struct{}
+	busy  atomic.Int64
+
+	fetchCancel context.CancelFunc
+	runCancel   context.CancelFunc
+	runCtx      context.Context
+	loops       sync.WaitGroup
+	runs        sync.WaitGroup
+	started     atomic.Bool
+}
+
+// NewPool returns a pool; it panics when cfg.Executor is nil.
+func NewPool(cfg PoolConfig) *Pool {
+	if cfg.Executor == nil || cfg.Executor.Store == nil {
+		panic("jobs: NewPool needs an Executor with a Store")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = min(cfg.Workers, 100)
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	ex := *cfg.Executor
+	ex.ReleaseOnShutdown = true
+	if ex.Observer == nil {
+		ex.Observer = cfg.Observer
+	}
+	if cfg.RescueInterval <= 0 {
+		cfg.RescueInterval = ex.ttl() / 2
+	}
+	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1)}
+	p.comp = &completer{store: ex.Store, ch: make(chan *pending, 4*cfg.Workers)}
+	ex.finish = p.comp.finish
+	return p
+}
+
+// Executor returns the executor the pool runs runs with.
+func (p *Pool) Executor() *Executor { return p.ex }
+
+// Start starts claiming. Cancelling ctx stops claiming like Stop does, but
+// only Stop waits for running runs and releases them.
+func (p *Pool) Start(ctx context.Context) {
+	if !p.started.CompareAndSwap(false, true) {
+		panic("jobs: Pool started twice")
+	}
+	var fetchCtx context.Context
+	fetchCtx, p.fetchCancel = context.WithCancel(ctx)
+	p.runCtx, p.runCancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.comp.start(2)
+	p.loops.Add(2)
+	go p.fetchLoop(fetchCtx)
+	go p.rescueLoop(fetchCtx)
+}
+
+// Wake makes the pool look for due runs now (after a local enqueue).
+func (p *Pool) Wake() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Busy returns how many runs this pool is executing.
+func (p *Pool) Busy() int { return int(p.busy.Load()) }
+
+// Stop stops claiming at once, lets running runs finish until ctx is done
+// (the grace period), then cancels the rest, which go back to the queue
+// without consuming an attempt so another instance starts them at once.
+// It returns when every run's outcome is recorded.
+func (p *Pool) Stop(ctx context.Context) {
+	if !p.started.Load() {
+		return
+	}
+	p.fetchCancel()
+	p.loops.Wait()
+	done := make(chan struct{})
+	go func() { p.runs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		p.ex.logger().WithField("running", p.busy.Load()).Warn("grace period over: releasing running runs back to the queue")
+		p.runCancel()
+		<-done
+	}
+	p.runCancel()
+	p.comp.stop()
+}
+
+func (p *Pool) fetchLoop(ctx context.Context) {
+	defer p.loops.Done()
+	log := p.ex.logger().WithField("owner", p.ex.owner())
+	tick := time.NewTicker(p.cfg.PollInterval)
+	defer tick.Stop()
+	errDelay := 100 * time.Millisecond
+	for {
+		free := p.cfg.Workers - int(p.busy.Load())
+		want := min(free, p.cfg.BatchSize)
+		if want > 0 {
+			var limits map[string]int
+			if p.ex.Definitions != nil {
+				limits = Limits(p.ex.Definitions())
+			}
+			claims, err := p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits})
+			if err != nil && ctx.Err() == nil {
+				log.Warnf("cannot claim runs, retrying in %s: %s", errDelay, redactErr(err, p.ex.Store.dsn))
+				if !sleepCtx(ctx, errDelay) {
+					return
+				}
+				errDelay = min(errDelay*2, 5*time.Second)
+				continue
+			}
+			errDelay = 100 * time.Millisecond
+			for _, c := range claims {
+				p.busy.Add(1)
+				p.runs.Add(1)
+				go p.work(c)
+			}
+			if len(claims) == want {
+				continue // probably more due
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+		case <-p.freed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *Pool) work(c *Claim) {
+	defer func() {
+		p.busy.Add(-1)
+		p.runs.Done()
+		select {
+		case p.freed <- struct{}{}:
+		default:
+		}
+	}()
+	if p.runCtx.Err() != nil {
+		if err := p.ex.record(p.runCtx, c, &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true,
+			ErrorMessage: "released at shutdown before it started", NotBefore: time.Now()}); err != nil {
+			p.ex.logger().WithField("run_id", c.Run.ID).Warnf("release at shutdown: %v", err)
+		}
+		return
+	}
+	if _, err := p.ex.Execute(p.runCtx, c); err != nil && !errors.Is(err, ErrLeaseLost) {
+		p.ex.logger().WithFields(logrus.Fields{"run_id": c.Run.ID, "job": c.Run.Job}).Errorf("outcome not recorded: %v", err)
+	}
+}
+
+func (p *Pool) rescueLoop(ctx context.Context) {
+	defer p.loops.Done()
+	t := time.NewTicker(p.cfg.RescueInterval)
+	defer t.Stop()
+	for {
+		n, err := p.ex.Store.RescueExpired(ctx, 100)
+		if err != nil && ctx.Err() == nil {
+			p.ex.logger().Warnf("rescue: %s", redactErr(err, p.ex.Store.dsn))
+		}
+		if n > 0 {
+			p.ex.logger().WithField("runs", n).Warn("rescued runs whose worker stopped renewing its lease")
+			if p.cfg.Observer != nil {
+				p.cfg.Observer.LeasesRescued(n)
+			}
+			p.Wake()
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// completer commits the outcomes of concurrent executions in groups: while
+// one group commits, the next queues up, so many runs share one commit.
+type completer struct {
+	store *Store
+	ch    chan *pending
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+type pending struct {
+	item FinishItem
+	done chan error
+}
+
+const maxCompleteBatch = 500
+
+func (c *completer) start(n int) {
+	for i := 0; i < n; i++ {
+		c.wg.Add(1)
+		go c.loop()
+	}
+}
+
+func (c *completer) stop() {
+	c.once.Do(func() { close(c.ch) })
+	c.wg.Wait()
+}
+
+func (c *completer) loop() {
+	defer c.wg.Done()
+	batch := make([]*pending, 0, maxCompleteBatch)
+	items := make([]FinishItem, 0, maxCompleteBatch)
+	for first := range c.ch {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < maxCompleteBatch {
+			select {
+			case p, ok := <-c.ch:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		items = items[:0]
+		for _, p := range batch {
+			items = append(items, p.item)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs := c.store.FinishBatch(ctx, items)
+		cancel()
+		for i, p := range batch {
+			p.done <- errs[i]
+		}
+	}
+}
+
+// finish queues one outcome and waits for its commit.
+func (c *completer) finish(ctx context.Context, cl *Claim, f Finish) error {
+	p := &pending{item: FinishItem{Claim: cl, Finish: f}, done: make(chan error, 1)}
+	select {
+	case c.ch <- p:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-p.done
+}
+
+// Trigger enqueues a run and wakes the pool; it is what `jobrunner trigger`
+// and the API do in a serving process.
+func (p *Pool) Trigger(ctx context.Context, nr NewRun) (*Enqueued, error) {
+	enq, err := p.ex.Store.Enqueue(ctx, nr)
+	if err != nil {
+		return nil, err
+	}
+	if enq.Created {
+		p.Wake()
+	}
+	return enq, nil
+}

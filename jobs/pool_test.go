@@ -1,0 +1,214 @@
+package jobs_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/jobs/jobstest"
+	"github.com/jobrunner/jobrunner/processors"
+)
+
+// waitFor polls cond (against the database, not a sleep-based guess) until
+// it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func countStatus(t *testing.T, s *jobs.Store, st jobs.Status) int64 {
+	t.Helper()
+	var n int64
+	require.NoError(t, s.DB().Model(&jobs.Run{}).Where("status = ?", st).Count(&n).Error)
+	return n
+}
+
+func TestPoolsDrainEveryRunExactlyOnce(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		var mu sync.Mutex
+		seen := map[int64]int{}
+		var running, peak atomic.Int64
+		e.reg.Register("Count", processors.ProcessorFunc(func(ctx context.Context, r *processors.Run) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			mu.Lock()
+			seen[r.ID]++
+			mu.Unlock()
+			return nil
+		}), processors.ForConnectionTypes("test"))
+		job := e.job(t, "Flaky")
+		countJob := *job
+		countJob.Name, countJob.Processor = "Count", "Count"
+		e.defs.Jobs = append(e.defs.Jobs, &countJob)
+
+		const n = 300
+		for i := 0; i < n; i++ {
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: &countJob, Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+		}
+		pools := []*jobs.Pool{}
+		for i := 0; i < 3; i++ {
+			ex := *e.ex
+			ex.Owner = "pool-" + string(rune('a'+i))
+			p := jobs.NewPool(jobs.PoolConfig{Executor: &ex, Workers: 4, BatchSize: 7, PollInterval: 20 * time.Millisecond})
+			p.Start(ctx)
+			pools = append(pools, p)
+		}
+		waitFor(t, 60*time.Second, func() bool { return countStatus(t, s, jobs.StatusSucceeded) == n }, "not all runs succeeded")
+		for _, p := range pools {
+			p.Stop(ctx)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, seen, n)
+		for id, c := range seen {
+			require.Equal(t, 1, c, "run %d executed %d times", id, c)
+		}
+		var atts int64
+		require.NoError(t, s.DB().Model(&jobs.Attempt{}).Count(&atts).Error)
+		require.EqualValues(t, n, atts, "one attempt row per run")
+		require.LessOrEqual(t, peak.Load(), int64(12), "3 pools × 4 workers")
+	})
+}
+
+func TestPoolRescuesRunOfDeadWorker(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		enq, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Echo"), Params: e.params(t, "Echo", map[string]string{"OrderNumber": "W1"}), Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+		// A worker claims it and dies (never heartbeats, never finishes).
+		claims, err := s.ClaimBatch(ctx, jobs.ClaimOptions{Owner: "dead-worker", Max: 10, TTL: 200 * time.Millisecond})
+		require.NoError(t, err)
+		require.Len(t, claims, 1)
+
+		ex := *e.ex
+		ex.LeaseTTL = 2 * time.Second
+		p := jobs.NewPool(jobs.PoolConfig{Executor: &ex, Workers: 2, PollInterval: 20 * time.Millisecond, RescueInterval: 50 * time.Millisecond})
+		p.Start(ctx)
+		waitFor(t, 20*time.Second, func() bool {
+			r, err := s.Get(ctx, enq.Run.ID)
+			return err == nil && r.Status.Final()
+		}, "the dead worker's run was not rescued and finished")
+		p.Stop(ctx)
+
+		r, err := s.Get(ctx, enq.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusSucceeded, r.Status)
+		a := attempts(t, e, r.ID)
+		require.Len(t, a, 2)
+		require.Equal(t, jobs.AttemptLeaseExpired, a[0].Status)
+		require.Equal(t, "dead-worker", a[0].Owner)
+		require.Equal(t, jobs.AttemptSucceeded, a[1].Status)
+		require.Equal(t, 1, e.count("Echo"), "executed once, by the rescuer")
+		// The dead worker wakes up: its late outcome is refused.
+		require.ErrorIs(t, s.Finish(ctx, claims[0], jobs.Finish{Status: jobs.StatusFailed, AttemptStatus: jobs.AttemptFailed}), jobs.ErrLeaseLost)
+	})
+}
+
+func TestRescueFailsRunWithoutAttemptsLeft(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		enq, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Blocks"), Trigger: jobs.TriggerAPI}) // maxAttempts 1
+		require.NoError(t, err)
+		_, err = s.ClaimBatch(ctx, jobs.ClaimOptions{Owner: "dead", Max: 1, TTL: time.Millisecond})
+		require.NoError(t, err)
+		waitFor(t, 5*time.Second, func() bool {
+			n, err := s.RescueExpired(ctx, 10)
+			require.NoError(t, err)
+			return n == 1
+		}, "lease did not expire")
+		r, err := s.Get(ctx, enq.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusFailed, r.Status)
+		require.Equal(t, "LEASE_EXPIRED", r.ErrorCode)
+		require.Contains(t, r.ErrorMessage, "no attempts left")
+	})
+}
+
+func TestPoolStopReleasesRunningRunsWithoutUsingAnAttempt(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		enq, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Blocks"), Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+		p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 2, PollInterval: 20 * time.Millisecond})
+		p.Start(ctx)
+		<-e.started
+		grace, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		p.Stop(grace)
+
+		r, err := s.Get(ctx, enq.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusQueued, r.Status, "released, not failed")
+		require.Equal(t, 0, r.AttemptsUsed(), "shutdown does not consume an attempt")
+		a := attempts(t, e, r.ID)
+		require.Len(t, a, 1)
+		require.Equal(t, jobs.AttemptReleased, a[0].Status)
+		require.Nil(t, r.LeaseToken)
+	})
+}
+
+func TestPoolHonoursMaxRunning(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		var running, peak atomic.Int64
+		e.reg.Register("One", processors.ProcessorFunc(func(ctx context.Context, r *processors.Run) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			if n > peak.Load() {
+				peak.Store(n)
+			}
+			time.Sleep(20 * time.Millisecond)
+			return nil
+		}), processors.ForConnectionTypes("test"))
+		one := *e.job(t, "Flaky")
+		one.Name, one.Processor = "One", "One"
+		one.Concurrency = definitions.Concurrency{MaxRunning: 1}
+		e.defs.Jobs = append(e.defs.Jobs, &one)
+		for i := 0; i < 8; i++ {
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: &one, Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+		}
+		var pools []*jobs.Pool
+		for i := 0; i < 2; i++ {
+			p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 4, PollInterval: 10 * time.Millisecond})
+			p.Start(ctx)
+			pools = append(pools, p)
+		}
+		waitFor(t, 30*time.Second, func() bool { return countStatus(t, s, jobs.StatusSucceeded) == 8 }, "runs did not finish")
+		for _, p := range pools {
+			p.Stop(ctx)
+		}
+		require.EqualValues(t, 1, peak.Load(), "maxRunning 1 across two pools")
+	})
+}
