@@ -58,6 +58,8 @@ type app struct {
 	store    *jobs.Store
 	defs     *definitions.Set
 	state    *stateProxy
+	// env overrides environment variables for connections (demo ERP).
+	env map[string]string
 }
 
 // stateProxy lets processors registered before the store is opened reach
@@ -176,6 +178,7 @@ func (a *app) executor() *jobs.Executor {
 		Registry:    a.registry,
 		Definitions: func() *definitions.Set { return a.defs },
 		Log:         a.log,
+		Getenv:      a.getenv,
 	}
 }
 
@@ -227,7 +230,7 @@ func Main(ctx context.Context, args []string, opts Options) int {
 }
 
 func (a *app) rootCommand() *cobra.Command {
-	root := &cobra.Command{
+	root := group(&cobra.Command{
 		Use:           "jobrunner",
 		Short:         "Run commerce ↔ ERP integration jobs and record every run",
 		SilenceUsage:  true,
@@ -235,7 +238,7 @@ func (a *app) rootCommand() *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			return a.setupLog()
 		},
-	}
+	})
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.dbFlag, "db", "", "database: sqlite:PATH or mysql://user:pass@host:port/db (env JOBRUNNER_DB; default "+jobs.DefaultDSN+")")
@@ -255,4 +258,13 @@ func wrapArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// group makes a command that only holds subcommands treat an unknown
+// subcommand as bad usage (exit 2): cobra would otherwise print the help
+// and exit 0 (a command without RunE), or return a plain error (the root).
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = wrapArgs(cobra.NoArgs)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	return cmd
 }

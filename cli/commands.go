@@ -114,7 +114,7 @@ func viewJob(j *definitions.Job, now time.Time) jobView {
 }
 
 func (a *app) definitionsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "definitions", Short: "List or validate job definitions"}
+	cmd := group(&cobra.Command{Use: "definitions", Short: "List or validate job definitions"})
 	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list",
@@ -318,7 +318,7 @@ func (a *app) printRun(cmd *cobra.Command, r *jobs.Run, asJSON bool) error {
 }
 
 func (a *app) runsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "runs", Short: "List, show, read the logs of and cancel runs"}
+	cmd := group(&cobra.Command{Use: "runs", Short: "List, show, read the logs of and cancel runs"})
 	var (
 		asJSON               bool
 		job, status, trigger string
@@ -347,7 +347,7 @@ func (a *app) runsCommand() *cobra.Command {
 				}
 				f.Since = time.Now().Add(-d)
 			}
-			if limit < 0 || limit > 1000 {
+			if limit < 1 || limit > 1000 {
 				return usagef("--limit %d: want 1..1000", limit)
 			}
 			s, err := a.openStore(cmd.Context())
@@ -536,7 +536,7 @@ func truncate(s string, n int) string {
 }
 
 func (a *app) scheduleCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "schedule", Short: "Check cron specs"}
+	cmd := group(&cobra.Command{Use: "schedule", Short: "Check cron specs"})
 	var (
 		tz, from string
 		count    int

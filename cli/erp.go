@@ -31,10 +31,18 @@ func (a *app) startDemoERP() (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = os.Setenv("JOBRUNNER_ERP_URL", srv.URL())
-	_ = os.Setenv("JOBRUNNER_ERP_TOKEN", srv.Token())
+	a.env = map[string]string{"JOBRUNNER_ERP_URL": srv.URL(), "JOBRUNNER_ERP_TOKEN": srv.Token()}
 	a.log.WithField("erp_url", srv.URL()).Warn("DEMO ERP: the erp connection points at the built-in sample ERP, not a real one")
 	return func() { _ = srv.Close() }, nil
+}
+
+// getenv resolves connection settings and secrets: the demo ERP's values
+// when it runs, else the process environment.
+func (a *app) getenv(k string) string {
+	if v, ok := a.env[k]; ok {
+		return v
+	}
+	return os.Getenv(k)
 }
 
 // cliUser names who runs the CLI, for the run's triggered_by.

@@ -15,11 +15,13 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/broken/*/want.txt from the current output")
 
-// fakeCatalog knows OrderCancel and OrderStatusSync on http, Noop on noop.
+// fakeCatalog knows OrderCancel, OrderAction and OrderStatusSync on http,
+// Noop on noop.
 type fakeCatalog struct{}
 
 var fakeProcessors = map[string][]string{
 	"OrderCancel":     {"http"},
+	"OrderAction":     {"http"},
 	"OrderStatusSync": {"http"},
 	"Noop":            {"noop"},
 }
@@ -111,6 +113,30 @@ func TestBuiltin(t *testing.T) {
 	require.Equal(t, "Order Number", oc.Param("OrderNumber").Prompt)
 	require.True(t, oc.Param("OrderNumber").Required)
 	require.Equal(t, "Cancellation Reason", oc.Param("Reason").Prompt)
+
+	oa, ok := s.Job("OrderAction")
+	require.True(t, ok)
+	require.Equal(t, "erp", oa.Connection)
+	require.Equal(t, "OrderAction", oa.Processor)
+	require.Equal(t, []string{"OrderNumber"}, oa.UniqueBy)
+	ocNum, oaNum := oc.Param("OrderNumber"), oa.Param("OrderNumber")
+	require.Equal(t, "Order Number", oaNum.Prompt)
+	require.True(t, oaNum.Required)
+	require.Equal(t, ocNum.Type, oaNum.Type)
+	require.Equal(t, ocNum.Pattern, oaNum.Pattern, "OrderNumber has the same pattern as OrderCancel's")
+	require.Equal(t, ocNum.Max, oaNum.Max)
+	op := oa.Param("op")
+	require.Equal(t, TypeEnum, op.Type)
+	require.True(t, op.Required)
+	require.Equal(t, "Operation", op.Prompt)
+	require.Equal(t, []string{"cancel", "validateOrder", "validatePaymentAuthorization", "invalidateOrder"}, op.Values)
+	require.False(t, oa.Param("Reason").Required)
+	require.Equal(t, oc.Param("Reason").Values, oa.Param("Reason").Values)
+	_, opErr := oa.ParseParams(map[string]string{"OrderNumber": "WEB000123"})
+	require.ErrorContains(t, opErr, "parameter op: required")
+	oaValues, opErr := oa.ParseParams(map[string]string{"OrderNumber": "WEB000123", "op": "validateOrder"})
+	require.NoError(t, opErr)
+	require.Equal(t, Values{"OrderNumber": "WEB000123", "op": "validateOrder", "Reason": "customerRequest"}, oaValues)
 
 	sync, ok := s.Job("OrderStatusSync")
 	require.True(t, ok)

@@ -40,6 +40,9 @@ type Pool struct {
 	wake  chan struct{}
 	freed chan struct{}
 	busy  atomic.Int64
+	// pending counts executions whose outcome awaits its commit.
+	pending    atomic.Int64
+	maxPending int
 
 	fetchCancel context.CancelFunc
 	runCancel   context.CancelFunc
@@ -71,7 +74,7 @@ func NewPool(cfg PoolConfig) *Pool {
 	if cfg.RescueInterval <= 0 {
 		cfg.RescueInterval = ex.ttl() / 2
 	}
-	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1)}
+	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), maxPending: max(cfg.Workers, 2*maxCompleteBatch)}
 	p.comp = &completer{store: ex.Store, ch: make(chan *pending, 4*cfg.Workers)}
 	ex.finish = p.comp.finish
 	return p
@@ -135,10 +138,18 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 	tick := time.NewTicker(p.cfg.PollInterval)
 	defer tick.Stop()
 	errDelay := 100 * time.Millisecond
+	// After a run ends, claim again only once enough slots are free for a
+	// worthwhile batch; a wake-up (local trigger), the poll tick or an
+	// idle pool claims whatever fits, so latency stays low.
+	threshold := max(1, min(p.cfg.BatchSize, p.cfg.Workers)/2)
+	eager := true
 	for {
 		free := p.cfg.Workers - int(p.busy.Load())
+		if int(p.pending.Load()) >= p.maxPending {
+			free = 0 // outcomes are waiting for the database: do not pile up more
+		}
 		want := min(free, p.cfg.BatchSize)
-		if want > 0 {
+		if want > 0 && (eager || free >= threshold || p.busy.Load() == 0) {
 			var limits map[string]int
 			if p.ex.Definitions != nil {
 				limits = Limits(p.ex.Definitions())
@@ -166,30 +177,52 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-p.wake:
+			eager = true
 		case <-p.freed:
+			eager = false
 		case <-tick.C:
+			eager = true
 		}
 	}
 }
 
 func (p *Pool) work(c *Claim) {
-	defer func() {
-		p.busy.Add(-1)
-		p.runs.Done()
-		select {
-		case p.freed <- struct{}{}:
-		default:
-		}
-	}()
+	defer p.runs.Done()
 	if p.runCtx.Err() != nil {
+		defer func() {
+			p.busy.Add(-1)
+			p.signalFreed()
+		}()
 		if err := p.ex.record(p.runCtx, c, &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true,
 			ErrorMessage: "released at shutdown before it started", NotBefore: time.Now()}); err != nil {
 			p.ex.logger().WithField("run_id", c.Run.ID).Warnf("release at shutdown: %v", err)
 		}
 		return
 	}
-	if _, err := p.ex.Execute(p.runCtx, c); err != nil && !errors.Is(err, ErrLeaseLost) {
+	f := p.ex.execute(p.runCtx, c)
+	// The processor is done: free its worker slot now, and wait for the
+	// group commit of its outcome as a pending completion (capped by the
+	// fetch loop), so commits batch many runs without idling workers.
+	p.pending.Add(1)
+	p.busy.Add(-1)
+	p.signalFreed()
+	err := p.ex.record(p.runCtx, c, f)
+	p.pending.Add(-1)
+	p.signalFreed()
+	switch {
+	case err == nil:
+		if p.ex.Observer != nil {
+			p.ex.Observer.AttemptFinished(c.Run.Job, f.AttemptStatus, f.Status, time.Since(c.Started))
+		}
+	case !errors.Is(err, ErrLeaseLost):
 		p.ex.logger().WithFields(logrus.Fields{"run_id": c.Run.ID, "job": c.Run.Job}).Errorf("outcome not recorded: %v", err)
+	}
+}
+
+func (p *Pool) signalFreed() {
+	select {
+	case p.freed <- struct{}{}:
+	default:
 	}
 }
 
@@ -311,3 +344,4 @@ func (p *Pool) Trigger(ctx context.Context, nr NewRun) (*Enqueued, error) {
 	}
 	return enq, nil
 }
+

@@ -630,3 +630,49 @@ func (s *Store) RetryOf(ctx context.Context, job *definitions.Job, id int64, par
 	}
 	return s.Enqueue(ctx, NewRun{Job: job, Params: params, Trigger: TriggerRetry, TriggeredBy: who, Preview: orig.Preview, RetryOfRunID: &orig.ID})
 }
+
+// EnqueueBatch stores many queued runs in one transaction with multi-row
+// inserts (bulk loads, benchmarks). Runs with an idempotency key, a
+// uniqueness key or a schedule tick must go through Enqueue, which handles
+// their conflicts; EnqueueBatch refuses them.
+func (s *Store) EnqueueBatch(ctx context.Context, nrs []NewRun) ([]*Run, error) {
+	now := time.Now().UTC()
+	runs := make([]*Run, len(nrs))
+	texts := make([]map[string]string, len(nrs))
+	for i, nr := range nrs {
+		if nr.IdempotencyKey != "" || nr.ScheduledFor != nil || uniqueKey(nr.Job, nr.Params) != "" {
+			return nil, fmt.Errorf("jobs: enqueue batch: run %d of %s needs Enqueue (idempotency, uniqueness or tick)", i, nr.Job.Name)
+		}
+		params, err := json.Marshal(nr.Params)
+		if err != nil {
+			return nil, fmt.Errorf("jobs: enqueue batch: encode parameters: %w", err)
+		}
+		nb := nr.NotBefore
+		if nb.IsZero() {
+			nb = now
+		}
+		runs[i] = &Run{Job: nr.Job.Name, DefinitionVersion: nr.Job.Version, Parameters: JSONText(params), TriggerKind: nr.Trigger,
+			TriggeredBy: nr.TriggeredBy, Status: StatusQueued, Preview: nr.Preview, MaxAttempts: max(nr.Job.Retry.MaxAttempts, 1),
+			NotBefore: nb.UTC(), ParentRunID: nr.ParentRunID, RetryOfRunID: nr.RetryOfRunID, CreatedAt: now, UpdatedAt: now}
+		texts[i] = nr.Params.Text()
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.CreateInBatches(runs, 1000).Error; err != nil {
+			return err
+		}
+		var rows []runParam
+		for i, r := range runs {
+			for k, v := range texts[i] {
+				rows = append(rows, runParam{RunID: r.ID, Name: k, Value: indexValue(v)})
+			}
+		}
+		if len(rows) > 0 {
+			return tx.CreateInBatches(rows, 1000).Error
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: enqueue batch of %d: %w", len(nrs), err)
+	}
+	return runs, nil
+}

@@ -208,3 +208,10 @@ func TestJobState(t *testing.T) {
 		require.Equal(t, "2026-02-01T00:00:00Z", v)
 	})
 }
+
+func TestSkipLockedSelfTest(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		require.NoError(t, s.CheckSkipLocked(context.Background()))
+	})
+}

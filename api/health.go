@@ -1,0 +1,75 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jobrunner/jobrunner/migrations"
+)
+
+// ReadyTimeout bounds each readiness check.
+const ReadyTimeout = 2 * time.Second
+
+// check is one readiness check's outcome.
+type check struct {
+	OK      bool   `json:"ok"`
+	Message string `json:"message,omitempty"`
+}
+
+// healthz answers 200 while the process serves HTTP; it checks nothing
+// else.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// readyz answers 200 when the database answers, its schema is at the
+// latest migration and Config.Ready (if any) passes; 503 with
+// Retry-After and the failing checks otherwise. Database errors are
+// logged, not shown.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ principal) error {
+	checks := map[string]check{}
+	ready := true
+	run := func(name string, f func(ctx context.Context) check) {
+		ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
+		defer cancel()
+		c := f(ctx)
+		checks[name] = c
+		ready = ready && c.OK
+	}
+	run("database", func(ctx context.Context) check {
+		if err := s.cfg.Store.Ping(ctx); err != nil {
+			s.log().WithError(err).Warn("readyz: database unreachable")
+			return check{Message: "unreachable"}
+		}
+		return check{OK: true}
+	})
+	run("migrations", func(ctx context.Context) check {
+		cur, err := migrations.Current(ctx, s.cfg.Store.DB())
+		if err != nil {
+			s.log().WithError(err).Warn("readyz: cannot read the schema version")
+			return check{Message: "cannot read the schema version"}
+		}
+		if latest := migrations.Latest(); cur != latest {
+			return check{Message: "schema version " + strconv.Itoa(cur) + ", want " + strconv.Itoa(latest) + ": run jobrunner migrate"}
+		}
+		return check{OK: true}
+	})
+	if s.cfg.Ready != nil {
+		run("serve", func(ctx context.Context) check {
+			if err := s.cfg.Ready(ctx); err != nil {
+				return check{Message: err.Error()}
+			}
+			return check{OK: true}
+		})
+	}
+	status, code := "ready", http.StatusOK
+	if !ready {
+		status, code = "not_ready", http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
+	}
+	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+	return nil
+}
