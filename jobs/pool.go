@@ -344,4 +344,3 @@ func (p *Pool) Trigger(ctx context.Context, nr NewRun) (*Enqueued, error) {
 	}
 	return enq, nil
 }
-
