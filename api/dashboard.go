@@ -424,7 +424,7 @@ func formParams(j *definitions.Job, form url.Values) map[string]string {
 }
 
 type jobsData struct {
-	Jobs  []runForm
+	Jobs   []runForm
 	CanRun bool
 }
 

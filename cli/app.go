@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -56,7 +57,7 @@ type app struct {
 	log      *logrus.Logger
 	registry *processors.Registry
 	store    *jobs.Store
-	defs     *definitions.Set
+	defs     atomic.Pointer[definitions.Set]
 	state    *stateProxy
 	// env overrides environment variables for connections (demo ERP).
 	env map[string]string
@@ -119,9 +120,15 @@ func (a *app) setupLog() error {
 
 // definitions loads and validates the definitions once.
 func (a *app) definitions() (*definitions.Set, error) {
-	if a.defs != nil {
-		return a.defs, nil
+	if set := a.defs.Load(); set != nil {
+		return set, nil
 	}
+	return a.loadDefinitions()
+}
+
+// loadDefinitions loads and validates the definitions from their source
+// and makes them current; on error the current set stays.
+func (a *app) loadDefinitions() (*definitions.Set, error) {
 	var (
 		set *definitions.Set
 		err error
@@ -138,7 +145,7 @@ func (a *app) definitions() (*definitions.Set, error) {
 	if err != nil {
 		return nil, usageError{fmt.Errorf("definitions in %s:\n%w", a.defsWhere(), err)}
 	}
-	a.defs = set
+	a.defs.Store(set)
 	return set, nil
 }
 
@@ -147,14 +154,7 @@ func (a *app) openStore(ctx context.Context) (*jobs.Store, error) {
 	if a.store != nil {
 		return a.store, nil
 	}
-	dsn := a.dbFlag
-	if dsn == "" {
-		dsn = os.Getenv("JOBRUNNER_DB")
-	}
-	if dsn == "" {
-		dsn = jobs.DefaultDSN
-	}
-	s, err := jobs.Open(ctx, dsn, jobs.OpenOptions{NoMigrate: a.noMigrate})
+	s, err := jobs.Open(ctx, a.dsn(), jobs.OpenOptions{NoMigrate: a.noMigrate})
 	if err != nil {
 		if errors.Is(err, jobs.ErrBadDSN) {
 			return nil, usageError{err}
@@ -164,6 +164,18 @@ func (a *app) openStore(ctx context.Context) (*jobs.Store, error) {
 	a.store = s
 	a.state.store = s
 	return s, nil
+}
+
+// dsn is the database address: --db, else JOBRUNNER_DB, else the embedded
+// default.
+func (a *app) dsn() string {
+	if a.dbFlag != "" {
+		return a.dbFlag
+	}
+	if v := os.Getenv("JOBRUNNER_DB"); v != "" {
+		return v
+	}
+	return jobs.DefaultDSN
 }
 
 func (a *app) close() {
@@ -176,7 +188,7 @@ func (a *app) executor() *jobs.Executor {
 	return &jobs.Executor{
 		Store:       a.store,
 		Registry:    a.registry,
-		Definitions: func() *definitions.Set { return a.defs },
+		Definitions: a.defs.Load,
 		Log:         a.log,
 		Getenv:      a.getenv,
 	}
@@ -246,7 +258,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.logFormat, "log-format", "text", "process log format: text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "process log level: debug, info, warn, error")
 	pf.BoolVar(&a.noMigrate, "no-migrate", false, "do not apply pending database migrations")
-	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand())
+	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand(), a.serveCommand(), a.triggerCommand(), a.benchCommand())
 	return root
 }
 

@@ -484,7 +484,7 @@ func (a *app) runsCommand() *cobra.Command {
 		},
 	}
 	cancel.Flags().StringVar(&who, "as", "", "who cancels (default: the OS user)")
-	cmd.AddCommand(list, show, logs, cancel)
+	cmd.AddCommand(list, show, logs, cancel, a.runsRetryCommand())
 	return cmd
 }
 

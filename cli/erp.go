@@ -15,10 +15,10 @@ import (
 func registerHTTP(a *app) {
 	httperp.Register(a.registry, httperp.Options{
 		Statuses: func() *definitions.OrderStatusMap {
-			if a.defs == nil {
-				return nil
+			if set := a.defs.Load(); set != nil {
+				return set.OrderStatuses
 			}
-			return a.defs.OrderStatuses
+			return nil
 		},
 		State: a.state,
 	})

@@ -48,16 +48,34 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 		if err != nil {
 			return err
 		}
-		q := tx.Where("status = ? AND not_before <= ?", StatusQueued, s.now(0))
+		now := s.now(0)
+		query := "SELECT " + runColumns + " FROM runs WHERE status = ? AND not_before <= " + now.SQL
+		args := append([]any{StatusQueued}, now.Vars...)
 		if len(saturated) > 0 {
-			q = q.Where("job NOT IN ?", saturated)
+			query += " AND job NOT IN ?"
+			args = append(args, saturated)
 		}
+		query += " ORDER BY not_before, id LIMIT ?"
+		args = append(args, n)
 		if s.dialect == migrations.MySQL {
-			q = q.Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"})
+			query += " FOR UPDATE SKIP LOCKED"
 		}
-		if err := q.Order("not_before, id").Limit(n).Find(&runs).Error; err != nil {
+		rows, err := tx.Raw(query, args...).Rows()
+		if err != nil {
 			return fmt.Errorf("select due runs: %w", err)
 		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRun(rows)
+			if err != nil {
+				return fmt.Errorf("read due run: %w", err)
+			}
+			runs = append(runs, r)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read due runs: %w", err)
+		}
+		rows.Close()
 		if room != nil { // drop what would exceed a limit within this batch
 			kept := runs[:0]
 			for _, r := range runs {
@@ -227,8 +245,7 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 		g.idx = append(g.idx, i)
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var atts []Attempt
-		var logs []LogLine
+		var atts, logs [][]any
 		for _, key := range order {
 			g := groups[key]
 			ids := make([]int64, len(g.idx))
@@ -243,19 +260,17 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 				return errPartial
 			}
 			for _, i := range g.idx {
-				atts = append(atts, attemptRow(items[i].Claim, items[i].Finish, now))
-				logs = append(logs, items[i].Finish.Logs...)
+				atts = append(atts, attemptValues(attemptRow(items[i].Claim, items[i].Finish, now)))
+				for _, l := range items[i].Finish.Logs {
+					logs = append(logs, logValues(l))
+				}
 			}
 		}
-		if len(atts) > 0 {
-			if err := tx.CreateInBatches(atts, 500).Error; err != nil {
-				return fmt.Errorf("record attempts: %w", err)
-			}
+		if err := insertRows(tx, "run_attempts", attemptCols, atts); err != nil {
+			return fmt.Errorf("record attempts: %w", err)
 		}
-		if len(logs) > 0 {
-			if err := tx.CreateInBatches(logs, 500).Error; err != nil {
-				return fmt.Errorf("store logs: %w", err)
-			}
+		if err := insertRows(tx, "run_logs", logCols, logs); err != nil {
+			return fmt.Errorf("store logs: %w", err)
 		}
 		return nil
 	})

@@ -215,3 +215,29 @@ func TestSkipLockedSelfTest(t *testing.T) {
 		require.NoError(t, s.CheckSkipLocked(context.Background()))
 	})
 }
+
+func TestPruneDeletesOnlyOldFinishedRuns(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		old := runInline(t, e, "Echo", map[string]string{"OrderNumber": "OLD"})
+		queued, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Flaky"), Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+		require.NoError(t, s.DB().Model(&jobs.Run{}).Where("id = ?", old.ID).Update("finished_at", time.Now().Add(-48*time.Hour)).Error)
+		recent := runInline(t, e, "Echo", map[string]string{"OrderNumber": "NEW"})
+
+		n, err := s.Prune(ctx, time.Now().Add(-24*time.Hour), 1)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		_, err = s.Get(ctx, old.ID)
+		require.ErrorIs(t, err, jobs.ErrNotFound)
+		lines, err := s.Logs(ctx, old.ID, 0, 0)
+		require.NoError(t, err)
+		require.Empty(t, lines)
+		for _, id := range []int64{queued.Run.ID, recent.ID} {
+			_, err := s.Get(ctx, id)
+			require.NoError(t, err)
+		}
+	})
+}

@@ -11,9 +11,11 @@
 //     the evaluation Resolution (default 1s), the MisfireGrace and an
 //     optional OnFire hook for the "scheduler lag" metric (fired − scheduled)
 //     and for waking local workers.
-//   - [Scheduler.Start] evaluates once, then runs ONE gocron v2 job in
-//     singleton mode that evaluates every scheduled job each Resolution;
-//     [Scheduler.Stop] shuts gocron down and waits for every goroutine.
+//   - [Scheduler.Start] evaluates once, then runs ONE gocron v2 job that
+//     evaluates every scheduled job each Resolution, one evaluation at a
+//     time (an evaluation due while the previous one still runs is skipped;
+//     the next one finds its ticks still due); [Scheduler.Stop] shuts gocron
+//     down and waits for every goroutine.
 //     [Scheduler.Tick] is one evaluation at a given time (tests, one-shot).
 //   - [Scheduler.Reload] swaps the definitions atomically (SIGHUP, API).
 //   - [NextTimes] lists a job's next fire times (scheduler/cronspec computes

@@ -65,7 +65,7 @@ type Config struct {
 }
 
 // Scheduler fires the schedules of job definitions by enqueueing runs: one
-// singleton gocron job evaluates every scheduled job each Resolution. It is
+// gocron job evaluates every scheduled job each Resolution. It is
 // safe for concurrent use. Create it with New.
 type Scheduler struct {
 	store  *jobs.Store
@@ -76,8 +76,8 @@ type Scheduler struct {
 	onFire func(job string, scheduled, fired time.Time, created bool)
 
 	plan atomic.Pointer[plan]
-	// evalMu serialises evaluations (gocron's singleton job and direct Tick
-	// calls) and guards the plan's per-job caches.
+	// evalMu serialises evaluations (gocron's job and direct Tick calls)
+	// and guards the per-job caches of every plan.
 	evalMu sync.Mutex
 
 	mu        sync.Mutex // guards the life cycle below
@@ -167,7 +167,10 @@ func (s *Scheduler) Start(ctx context.Context) error {
 		gocron.DurationJob(s.res),
 		gocron.NewTask(s.evaluate),
 		gocron.WithName("jobrunner-scheduler"),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule),
+		// Not gocron.WithSingletonMode: evaluate skips itself while one
+		// is in progress (the same as LimitModeReschedule), and does so
+		// before it reports the evaluation done, which gocron's limiter,
+		// released only after the task returns, would not.
 		gocron.WithContext(evalCtx),
 		gocron.WithStartAt(gocron.WithStartDateTime(first)),
 	)
@@ -243,30 +246,46 @@ func (s *Scheduler) Reload(set *definitions.Set) error {
 	if err != nil {
 		return err
 	}
-	s.evalMu.Lock()
 	old := s.plan.Swap(p)
-	s.evalMu.Unlock()
 	s.log.WithFields(logrus.Fields{"jobs": len(p.entries), "before": len(old.entries)}).
 		Info("scheduler: definitions reloaded")
 	return nil
 }
 
 // evaluate is gocron's task: one evaluation at the clock's current time.
+// When the previous evaluation is still running (a slow database), this one
+// is skipped: the next finds every tick still due.
 func (s *Scheduler) evaluate(ctx context.Context) {
-	if err := s.Tick(ctx, s.clock.Now()); err != nil && ctx.Err() == nil {
+	if !s.evalMu.TryLock() {
+		s.log.Warn("scheduler: previous evaluation still running; this one is skipped")
+		return
+	}
+	now := s.clock.Now()
+	err := s.tick(ctx, now)
+	s.evalMu.Unlock()
+	if err != nil && ctx.Err() == nil {
 		s.log.WithError(err).Error("scheduler: evaluation failed; its ticks are retried at the next evaluation")
+	}
+	if s.afterEval != nil {
+		s.afterEval(now)
 	}
 }
 
 // Tick evaluates every scheduled job as of now, as each Resolution's
 // evaluation does: it enqueues the ticks that are due, applies the misfire
 // and overlap policies and records what it did in the store. It is exported
-// for tests and one-shot evaluation (it works without Start). A job whose
-// evaluation fails keeps its unhandled ticks for the next evaluation; the
-// errors of all jobs are joined.
+// for tests and one-shot evaluation (it works without Start) and waits for
+// an evaluation in progress. A job whose evaluation fails keeps its
+// unhandled ticks for the next evaluation; the errors of all jobs are
+// joined.
 func (s *Scheduler) Tick(ctx context.Context, now time.Time) error {
 	s.evalMu.Lock()
 	defer s.evalMu.Unlock()
+	return s.tick(ctx, now)
+}
+
+// tick is Tick with evalMu held.
+func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 	start := s.clock.Now()
 	p := s.plan.Load()
 	var errs []error
@@ -278,9 +297,6 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) error {
 		if err := s.evalJob(ctx, e, now, start); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if s.afterEval != nil {
-		s.afterEval(now)
 	}
 	return errors.Join(errs...)
 }

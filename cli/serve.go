@@ -1,0 +1,246 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jobrunner/jobrunner/api"
+	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/metrics"
+	"github.com/jobrunner/jobrunner/scheduler"
+)
+
+// serveOptions are serve's flags.
+type serveOptions struct {
+	addr        string
+	workers     int
+	batch       int
+	poll        time.Duration
+	leaseTTL    time.Duration
+	grace       time.Duration
+	demo        bool
+	noScheduler bool
+	retention   time.Duration
+	waitDB      time.Duration
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the scheduler, workers, HTTP API, dashboard, /metrics and health checks",
+		Long: `Run jobrunner as a service: schedules fire, queued runs are claimed and
+executed by --workers workers with leases, and the HTTP API, dashboard,
+/metrics, /healthz and /readyz listen on --http. Any number of instances may
+share one MySQL database.
+
+SIGHUP (or POST /api/v1/admin/reload) reloads the definitions; a bad file
+keeps the old set running and logs every problem. SIGTERM or Ctrl-C stops
+claiming at once, lets running runs finish within --grace, then releases
+the rest to the queue without using an attempt.
+
+API tokens: JOBRUNNER_API_TOKENS="name:role:token,…" (roles viewer,
+operator, admin). Without tokens serve listens only on loopback.`,
+		Args: wrapArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.serve(cmd.Context(), o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.addr, "http", "127.0.0.1:8080", "listen address of the API, dashboard and /metrics (\"\" disables HTTP)")
+	f.IntVar(&o.workers, "workers", 16, "runs executed at once by this instance")
+	f.IntVar(&o.batch, "batch", 0, "runs claimed per query (default min(workers, 100))")
+	f.DurationVar(&o.poll, "poll", time.Second, "how often to look for runs queued by other instances or coming due")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", 30*time.Second, "lease length; heartbeats renew it every third of it, and another instance rescues a run whose lease lapsed")
+	f.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM, how long running runs may finish before they are released")
+	f.BoolVar(&o.demo, "demo", false, "start the built-in demo ERP on a loopback port and point the erp connection at it")
+	f.BoolVar(&o.noScheduler, "no-scheduler", false, "do not fire schedules in this instance (workers and API only)")
+	f.DurationVar(&o.retention, "retention", 30*24*time.Hour, "prune finished runs and their logs older than this (0 keeps everything)")
+	f.DurationVar(&o.waitDB, "wait-db", 5*time.Minute, "at start-up, wait this long for the database before giving up")
+	return cmd
+}
+
+func (a *app) serve(parent context.Context, o serveOptions) error {
+	if o.workers < 1 || o.workers > 10000 {
+		return usagef("--workers %d: want 1..10000", o.workers)
+	}
+	if o.leaseTTL < time.Second {
+		return usagef("--lease-ttl %s: want at least 1s", o.leaseTTL)
+	}
+	tokens, err := api.ParseTokens(os.Getenv("JOBRUNNER_API_TOKENS"))
+	if err != nil {
+		return usageError{fmt.Errorf("JOBRUNNER_API_TOKENS: %w", err)}
+	}
+	if o.addr != "" {
+		if err := api.CheckListen(o.addr, tokens); err != nil {
+			return usageError{err}
+		}
+	}
+	if o.demo {
+		stop, err := a.startDemoERP()
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	set, err := a.definitions()
+	if err != nil {
+		return err
+	}
+	ctx, stopSignals := signal.NotifyContext(parent, syscall.SIGTERM, os.Interrupt)
+	defer stopSignals()
+
+	dsn := a.dsn()
+	wctx, cancel := context.WithTimeout(ctx, o.waitDB)
+	store, err := jobs.OpenWait(wctx, dsn, jobs.OpenOptions{NoMigrate: a.noMigrate, MaxOpenConns: o.workers/4 + 8}, a.log)
+	cancel()
+	if err != nil {
+		if errors.Is(err, jobs.ErrBadDSN) {
+			return usageError{err}
+		}
+		return err
+	}
+	a.store, a.state.store = store, store
+	if err := store.CheckSkipLocked(ctx); err != nil {
+		return err
+	}
+
+	m := metrics.New(metrics.Options{Queue: store, Log: a.log})
+	ex := a.executor()
+	ex.LeaseTTL = o.leaseTTL
+	ex.Observer = m
+	pool := jobs.NewPool(jobs.PoolConfig{Executor: ex, Workers: o.workers, BatchSize: o.batch, PollInterval: o.poll, Observer: m})
+	pool.Start(ctx)
+	a.log.WithFields(map[string]any{"db": store.DSN(), "workers": o.workers, "jobs": len(set.Jobs)}).Info("workers started")
+
+	var sched *scheduler.Scheduler
+	if !o.noScheduler {
+		sched, err = scheduler.New(scheduler.Config{Store: store, Definitions: set, Log: a.log,
+			OnFire: func(job string, scheduled, fired time.Time, created bool) {
+				m.ObserveSchedulerLag(job, fired.Sub(scheduled))
+				if created {
+					pool.Wake()
+				}
+			}})
+		if err != nil {
+			pool.Stop(context.Background())
+			return usageError{err}
+		}
+		if err := sched.Start(ctx); err != nil {
+			pool.Stop(context.Background())
+			return err
+		}
+	}
+
+	reload := func(rctx context.Context) error {
+		set, err := a.loadDefinitions()
+		if err != nil {
+			a.log.Errorf("reload refused, the previous definitions stay in effect: %v", err)
+			return err
+		}
+		if sched != nil {
+			if err := sched.Reload(set); err != nil {
+				a.log.Errorf("reload: scheduler: %v", err)
+				return err
+			}
+		}
+		a.log.WithField("jobs", len(set.Jobs)).Info("definitions reloaded")
+		pool.Wake()
+		return nil
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = reload(ctx)
+			}
+		}
+	}()
+
+	if o.retention > 0 {
+		go a.pruneLoop(ctx, store, o.retention)
+	}
+
+	var srv *http.Server
+	httpErr := make(chan error, 1)
+	if o.addr != "" {
+		h, err := api.New(api.Config{
+			Store: store, Definitions: a.defs.Load, Registry: a.registry, Tokens: tokens, Wake: pool.Wake,
+			Log: a.log, Metrics: m, Demo: o.demo, Reload: reload,
+			Ready: func(rctx context.Context) error {
+				if sched != nil && !sched.Running() {
+					return errors.New("scheduler not running")
+				}
+				skew, err := scheduler.ClockSkew(rctx, store)
+				if err != nil {
+					return err
+				}
+				if skew > time.Second || skew < -time.Second {
+					return fmt.Errorf("clock differs from the database's by %s (over 1s)", skew.Round(time.Millisecond))
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", o.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", o.addr, err)
+		}
+		srv = &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		a.log.WithField("addr", "http://"+ln.Addr().String()).Info("HTTP API and dashboard listening")
+		go func() { httpErr <- srv.Serve(ln) }()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-httpErr:
+		a.log.Errorf("HTTP server stopped: %v", err)
+	}
+	a.log.WithField("grace", o.grace).Info("stopping: no more claims; running runs may finish within the grace period")
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	if sched != nil {
+		_ = sched.Stop()
+	}
+	gctx, cancel := context.WithTimeout(context.Background(), o.grace)
+	pool.Stop(gctx)
+	cancel()
+	a.log.Info("stopped")
+	return nil
+}
+
+// pruneLoop deletes finished runs older than retention, hourly.
+func (a *app) pruneLoop(ctx context.Context, store *jobs.Store, retention time.Duration) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := store.Prune(ctx, time.Now().Add(-retention), 500)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warnf("retention: %v", err)
+		} else if n > 0 {
+			a.log.WithField("runs", n).Infof("retention: pruned finished runs older than %s", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,42 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Prune deletes finished runs that finished before olderThan, with their
+// parameters index, attempts, steps and log lines, in batches of batch
+// runs (default 500) so no transaction grows large or locks long. It
+// returns how many runs it deleted.
+func (s *Store) Prune(ctx context.Context, olderThan time.Time, batch int) (int, error) {
+	if batch <= 0 {
+		batch = 500
+	}
+	total := 0
+	for {
+		var ids []int64
+		err := s.db.WithContext(ctx).Model(&Run{}).
+			Where("status IN ? AND finished_at < ?", []Status{StatusSucceeded, StatusSucceededWithWarnings, StatusFailed, StatusCancelled}, olderThan.UTC()).
+			Order("finished_at").Limit(batch).Pluck("id", &ids).Error
+		if err != nil {
+			return total, fmt.Errorf("jobs: prune: select: %w", err)
+		}
+		if len(ids) == 0 {
+			return total, nil
+		}
+		for _, t := range []string{"run_logs", "run_attempts", "run_steps", "run_params"} {
+			if err := s.db.WithContext(ctx).Exec("DELETE FROM "+t+" WHERE run_id IN ?", ids).Error; err != nil {
+				return total, fmt.Errorf("jobs: prune %s: %w", t, err)
+			}
+		}
+		if err := s.db.WithContext(ctx).Exec("DELETE FROM runs WHERE id IN ?", ids).Error; err != nil {
+			return total, fmt.Errorf("jobs: prune runs: %w", err)
+		}
+		total += len(ids)
+		if len(ids) < batch {
+			return total, nil
+		}
+	}
+}
