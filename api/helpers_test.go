@@ -13,6 +13,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobrunner/jobrunner/api"
@@ -65,6 +66,8 @@ type envOptions struct {
 	ready    func(ctx context.Context) error
 	metrics  bool
 	demo     bool
+	// log receives the server's and the executor's log lines.
+	log *logrus.Logger
 }
 
 // env is a server on a real store with the built-in definitions (plus
@@ -131,6 +134,7 @@ func newEnv(t *testing.T, store *jobs.Store, opts envOptions) *env {
 		Demo:        opts.demo,
 		Reload:      opts.reload,
 		Ready:       opts.ready,
+		Log:         opts.log,
 	}
 	if opts.work {
 		getenv := map[string]string{"JOBRUNNER_ERP_URL": erpHTTP.URL, "JOBRUNNER_ERP_TOKEN": erpToken}
@@ -141,6 +145,7 @@ func newEnv(t *testing.T, store *jobs.Store, opts envOptions) *env {
 			Owner:       "apitest",
 			LeaseTTL:    1500 * time.Millisecond,
 			Getenv:      func(k string) string { return getenv[k] },
+			Log:         opts.log,
 		}
 		e.worker = newWorker(t, ex, e.metrics)
 		cfg.Wake = e.worker.Wake

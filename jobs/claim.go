@@ -252,7 +252,10 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 			for k, i := range g.idx {
 				ids[k] = items[i].Claim.Run.ID
 			}
-			res := tx.Model(&Run{}).Where("lease_token = ? AND status = ? AND id IN ?", g.token, StatusRunning, ids).Updates(g.upd)
+			// lease_token is set exactly while a run is running, so it
+			// implies the status; leaving status out keeps the primary key
+			// the only usable index.
+			res := tx.Model(&Run{}).Where("id IN ? AND lease_token = ?", ids, g.token).Updates(g.upd)
 			if res.Error != nil {
 				return fmt.Errorf("update runs: %w", res.Error)
 			}

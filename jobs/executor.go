@@ -309,8 +309,6 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		}
 		if f.Status == StatusFailed {
 			lg.Error(f.ErrorMessage, "code", f.ErrorCode)
-		} else {
-			lg.Info(fmt.Sprintf("attempt %d %s", used, f.Status))
 		}
 		return finalize()
 	}

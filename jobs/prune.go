@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Prune deletes finished runs that finished before olderThan, with their
+// Prune deletes finished runs that finished before olderThan (found through
+// the creation-time index: a run is created before it finishes), with their
 // parameters index, attempts, steps and log lines, in batches of batch
 // runs (default 500) so no transaction grows large or locks long. It
 // returns how many runs it deleted.
@@ -18,8 +19,9 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time, batch int) (int,
 	for {
 		var ids []int64
 		err := s.db.WithContext(ctx).Model(&Run{}).
-			Where("status IN ? AND finished_at < ?", []Status{StatusSucceeded, StatusSucceededWithWarnings, StatusFailed, StatusCancelled}, olderThan.UTC()).
-			Order("finished_at").Limit(batch).Pluck("id", &ids).Error
+			Where("created_at < ? AND status IN ? AND finished_at < ?", olderThan.UTC(),
+				[]Status{StatusSucceeded, StatusSucceededWithWarnings, StatusFailed, StatusCancelled}, olderThan.UTC()).
+			Order("created_at").Limit(batch).Pluck("id", &ids).Error
 		if err != nil {
 			return total, fmt.Errorf("jobs: prune: select: %w", err)
 		}

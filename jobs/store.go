@@ -657,7 +657,7 @@ func (s *Store) EnqueueBatch(ctx context.Context, nrs []NewRun) ([]*Run, error) 
 		texts[i] = nr.Params.Text()
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.CreateInBatches(runs, 1000).Error; err != nil {
+		if err := tx.CreateInBatches(runs, 500).Error; err != nil {
 			return err
 		}
 		var rows []runParam

@@ -224,7 +224,7 @@ func TestPruneDeletesOnlyOldFinishedRuns(t *testing.T) {
 		old := runInline(t, e, "Echo", map[string]string{"OrderNumber": "OLD"})
 		queued, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Flaky"), Trigger: jobs.TriggerAPI})
 		require.NoError(t, err)
-		require.NoError(t, s.DB().Model(&jobs.Run{}).Where("id = ?", old.ID).Update("finished_at", time.Now().Add(-48*time.Hour)).Error)
+		require.NoError(t, s.DB().Model(&jobs.Run{}).Where("id = ?", old.ID).Updates(map[string]any{"created_at": time.Now().Add(-49 * time.Hour), "finished_at": time.Now().Add(-48 * time.Hour)}).Error)
 		recent := runInline(t, e, "Echo", map[string]string{"OrderNumber": "NEW"})
 
 		n, err := s.Prune(ctx, time.Now().Add(-24*time.Hour), 1)

@@ -79,13 +79,22 @@ func (f *fires) get() []fire {
 
 // harness is a started Scheduler on a fake clock, advanced one
 // Resolution at a time, each step waiting for gocron's evaluation.
+//
+// Start harness clocks off the Resolution grid (e.g. at 10:00:30.25 for a
+// 10s Resolution): when the fake clock lands exactly on gocron's next run
+// time and gocron's bookkeeping lags behind the test, gocron v2.21.2 re-arms
+// a zero-length timer and fires the job again and again at the same instant
+// (a real clock never lands on the nanosecond).
 type harness struct {
 	t     *testing.T
 	s     *Scheduler
 	clock *clockwork.FakeClock
 	res   time.Duration
-	evals chan time.Time
 	fires *fires
+
+	mu      sync.Mutex
+	last    time.Time     // latest evaluation done
+	changed chan struct{} // closed when last changes
 }
 
 // start creates and starts a scheduler at clock time at. cfg.Store and
@@ -93,14 +102,14 @@ type harness struct {
 // The scheduler is stopped when the test ends (and may be stopped earlier).
 func start(t *testing.T, cfg Config, at time.Time) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: clockwork.NewFakeClockAt(at), evals: make(chan time.Time, 16), fires: &fires{}}
+	h := &harness{t: t, clock: clockwork.NewFakeClockAt(at), fires: &fires{}, changed: make(chan struct{})}
 	cfg.Clock, cfg.OnFire = h.clock, h.fires.hook
 	if cfg.Log == nil {
 		cfg.Log = quietLog()
 	}
 	s, err := New(cfg)
 	require.NoError(t, err)
-	s.afterEval = func(now time.Time) { h.evals <- now }
+	s.afterEval = h.evaluated
 	h.s, h.res = s, s.res
 	require.NoError(t, s.Start(context.Background()))
 	t.Cleanup(func() { require.NoError(t, s.Stop()) })
@@ -109,18 +118,33 @@ func start(t *testing.T, cfg Config, at time.Time) *harness {
 	return h
 }
 
+// evaluated is the scheduler's afterEval hook; it never blocks.
+func (h *harness) evaluated(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now.After(h.last) {
+		h.last = now
+		close(h.changed)
+		h.changed = make(chan struct{})
+	}
+}
+
 // wait waits for the evaluation at now.
 func (h *harness) wait(now time.Time) {
 	h.t.Helper()
+	timeout := time.After(waitFor)
 	for {
+		h.mu.Lock()
+		last, changed := h.last, h.changed
+		h.mu.Unlock()
+		if !last.Before(now) {
+			require.Truef(h.t, last.Equal(now), "evaluation at %s, want %s", last, now)
+			return
+		}
 		select {
-		case got := <-h.evals:
-			if got.Equal(now) {
-				return
-			}
-			require.Falsef(h.t, got.After(now), "evaluation at %s, want %s", got, now)
-		case <-time.After(waitFor):
-			h.t.Fatalf("no evaluation at %s", now)
+		case <-changed:
+		case <-timeout:
+			h.t.Fatalf("no evaluation at %s (last %s)", now, last)
 		}
 	}
 }

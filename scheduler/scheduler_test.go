@@ -67,7 +67,7 @@ func TestFirstStartDoesNotCatchUp(t *testing.T) {
 	t.Parallel()
 	jobstest.For(t, func(t *testing.T, store *jobs.Store) {
 		t.Parallel()
-		at := utc("2026-05-01T10:00:03Z")
+		at := utc("2026-05-01T10:00:03.25Z")
 		h := start(t, Config{Store: store, Definitions: defs(job("Sync", "@every 1m", "", definitions.MisfireRunOnce, ""))}, at)
 		require.Empty(t, ticks(t, store, "Sync"))
 		last, ok, err := store.LastTick(context.Background(), "Sync")
@@ -76,7 +76,7 @@ func TestFirstStartDoesNotCatchUp(t *testing.T) {
 		require.True(t, at.Equal(last), "baseline %s", last)
 		h.advance(57)
 		require.Equal(t, []time.Time{utc("2026-05-01T10:01:00Z")}, ticks(t, store, "Sync"))
-		require.Equal(t, []fire{{"Sync", utc("2026-05-01T10:01:00Z"), utc("2026-05-01T10:01:00Z"), true}}, h.fires.get())
+		require.Equal(t, []fire{{"Sync", utc("2026-05-01T10:01:00Z"), utc("2026-05-01T10:01:00.25Z"), true}}, h.fires.get())
 	})
 }
 
@@ -106,8 +106,8 @@ func TestMisfireAfterDowntime(t *testing.T) {
 				set := defs(job("Sync", "@every 1m", "", tc.misfire, tc.overlap))
 				cfg := Config{Store: store, Definitions: set, Resolution: 10 * time.Second}
 
-				h1 := start(t, cfg, utc("2026-05-01T10:00:30Z"))
-				h1.advance(12) // to 10:02:30
+				h1 := start(t, cfg, utc("2026-05-01T10:00:30.25Z"))
+				h1.advance(12) // to 10:02:30.25
 				before := ticks(t, store, "Sync")
 				wantBefore := []time.Time{utc("2026-05-01T10:01:00Z")}
 				if tc.overlap != definitions.OverlapForbid { // forbid: 10:01's run is still queued at 10:02
@@ -123,7 +123,7 @@ func TestMisfireAfterDowntime(t *testing.T) {
 				}
 
 				// One hour later a new process starts.
-				restart := utc("2026-05-01T11:02:40Z")
+				restart := utc("2026-05-01T11:02:40.25Z")
 				h2 := start(t, cfg, restart)
 				got := runs(t, store, "Sync")[len(before):]
 				// 10:02 was handled before the downtime (enqueued, or skipped
@@ -167,7 +167,7 @@ func TestMisfireAfterDowntime(t *testing.T) {
 						}
 					}
 				}
-				h2.advance(2) // 11:03:00
+				h2.advance(2) // 11:03:00.25
 				all := ticks(t, store, "Sync")
 				require.True(t, utc("2026-05-01T11:03:00Z").Equal(all[len(all)-1]), "next tick fired, got %v", all)
 				require.Len(t, all, len(before)+len(got)+1)
@@ -353,7 +353,7 @@ func TestDSTThroughScheduler(t *testing.T) {
 					job("Daily", "30 2 * * *", "Europe/Amsterdam", "", definitions.OverlapAllow),
 					job("Hourly", "0 * * * *", "Europe/Amsterdam", "", definitions.OverlapAllow),
 				)
-				h := start(t, Config{Store: store, Definitions: set, Resolution: time.Minute}, utc(tc.day))
+				h := start(t, Config{Store: store, Definitions: set, Resolution: time.Minute}, utc(tc.day).Add(250*time.Millisecond))
 				h.advance(tc.hours * 60) // to the next local midnight
 				require.Equal(t, []time.Time{utc(tc.wantDaily)}, ticks(t, store, "Daily"))
 				hourly := ticks(t, store, "Hourly")
@@ -365,7 +365,7 @@ func TestDSTThroughScheduler(t *testing.T) {
 					require.Zero(t, tk.In(ams).Minute())
 				}
 				for _, f := range h.fires.get() {
-					require.Equal(t, f.Scheduled, f.Fired, "aligned evaluations fire on time")
+					require.Equal(t, 250*time.Millisecond, f.Fired.Sub(f.Scheduled), "fired at the first evaluation after the tick")
 				}
 			})
 		})

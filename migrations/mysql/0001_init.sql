@@ -1,5 +1,10 @@
 -- 0001 init: the run model for every capability (runs, parameters index,
 -- attempts, steps, logs, per-job state). Times are DATETIME(6) in UTC.
+--
+-- runs has few secondary indexes on purpose: every index on a column that
+-- claims, heartbeats or completions change is rewritten per run. The claim
+-- index (status, not_before, id) also finds running runs (rescue) and
+-- filters by status; heartbeats change no indexed column.
 CREATE TABLE IF NOT EXISTS runs (
   id BIGINT NOT NULL AUTO_INCREMENT,
   job VARCHAR(100) NOT NULL,
@@ -41,11 +46,8 @@ CREATE TABLE IF NOT EXISTS runs (
   UNIQUE KEY uq_runs_active (unique_key),
   UNIQUE KEY uq_runs_tick (job, scheduled_for),
   KEY ix_runs_claim (status, not_before, id),
-  KEY ix_runs_lease (status, lease_expires_at),
   KEY ix_runs_job (job, id),
-  KEY ix_runs_status (status, id),
   KEY ix_runs_created (created_at),
-  KEY ix_runs_finished (finished_at),
   KEY ix_runs_parent (parent_run_id),
   KEY ix_runs_retry_of (retry_of_run_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

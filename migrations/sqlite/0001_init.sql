@@ -42,11 +42,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS uq_runs_idempotency ON runs (idempotency_key);
 CREATE UNIQUE INDEX IF NOT EXISTS uq_runs_active ON runs (unique_key);
 CREATE UNIQUE INDEX IF NOT EXISTS uq_runs_tick ON runs (job, scheduled_for);
 CREATE INDEX IF NOT EXISTS ix_runs_claim ON runs (status, not_before, id);
-CREATE INDEX IF NOT EXISTS ix_runs_lease ON runs (status, lease_expires_at);
 CREATE INDEX IF NOT EXISTS ix_runs_job ON runs (job, id);
-CREATE INDEX IF NOT EXISTS ix_runs_status ON runs (status, id);
 CREATE INDEX IF NOT EXISTS ix_runs_created ON runs (created_at);
-CREATE INDEX IF NOT EXISTS ix_runs_finished ON runs (finished_at);
 CREATE INDEX IF NOT EXISTS ix_runs_parent ON runs (parent_run_id);
 CREATE INDEX IF NOT EXISTS ix_runs_retry_of ON runs (retry_of_run_id);
 
