@@ -585,7 +585,7 @@ func (l *loader) anyValue(n *yaml.Node, path string, depth int) (any, bool) {
 }
 
 var (
-	connectionKeys = []string{"name", "type", "settings", "secrets"}
+	connectionKeys = []string{"name", "type", "settings", "secrets", "maxConcurrency"}
 	jobKeys        = []string{"name", "description", "type", "connection", "processor", "postProcessor",
 		"parameters", "schedule", "retry", "timeout", "concurrency", "uniqueBy", "maxErrors",
 		"maxWarnings", "steps", "settings"}
@@ -615,6 +615,12 @@ func (l *loader) connection(n *yaml.Node, path string) (*Connection, bool) {
 			c.Settings, good = l.settings(v, fp)
 		case "secrets":
 			c.Secrets, good = l.strMap(v, fp)
+		case "maxConcurrency":
+			c.MaxConcurrency, good = l.int(v, fp)
+			if good && c.MaxConcurrency < 0 {
+				l.problem(v, fp, "must not be negative, got %d", c.MaxConcurrency)
+				good = false
+			}
 		}
 		if !good {
 			c.src.markBad(key)

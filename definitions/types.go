@@ -216,7 +216,11 @@ type Connection struct {
 	// environment variable that holds it. Values are resolved at run time
 	// by [Connection.ResolveSecrets] and never stored.
 	Secrets map[string]string
-	Pos     Pos
+	// MaxConcurrency caps the runs executing at once, across all jobs and
+	// instances, against this connection (an ERP must not be hammered by
+	// every worker); 0 means no limit.
+	MaxConcurrency int
+	Pos            Pos
 
 	src source
 }

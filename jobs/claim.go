@@ -23,11 +23,14 @@ type ClaimOptions struct {
 	Max int
 	// TTL is the lease length; default 30s.
 	TTL time.Duration
-	// Limits caps how many runs of a job may be running at once across
-	// all instances (a job's concurrency.maxRunning). Claims of limited
-	// jobs are serialised on a per-job lock row so two instances cannot
-	// both take the last slot.
+	// Limits caps how many runs may be running at once, across all
+	// instances, per limit group ("job:NAME" for a job's
+	// concurrency.maxRunning, "conn:NAME" for a connection's
+	// maxConcurrency); Groups maps a job to its groups. Claims that touch a
+	// limited group are serialised on a lock row per group, so two
+	// instances cannot both take the last slot. See ClaimLimits.
 	Limits map[string]int
+	Groups map[string][]string
 }
 
 // ClaimBatch claims up to opts.Max due queued runs, oldest due first, in
@@ -44,7 +47,7 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 	token := newToken()
 	var runs []Run
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		saturated, room, err := s.lockLimits(tx, opts.Limits)
+		saturated, room, err := s.lockLimits(tx, opts.Limits, opts.Groups)
 		if err != nil {
 			return err
 		}
@@ -78,12 +81,17 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 		rows.Close()
 		if room != nil { // drop what would exceed a limit within this batch
 			kept := runs[:0]
+		next:
 			for _, r := range runs {
-				if left, limited := room[r.Job]; limited {
-					if left <= 0 {
-						continue
+				for _, g := range opts.Groups[r.Job] {
+					if left, limited := room[g]; limited && left <= 0 {
+						continue next
 					}
-					room[r.Job] = left - 1
+				}
+				for _, g := range opts.Groups[r.Job] {
+					if _, limited := room[g]; limited {
+						room[g]--
+					}
 				}
 				kept = append(kept, r)
 			}
@@ -130,17 +138,18 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 	return claims, nil
 }
 
-// lockLimits takes the per-job lock rows of limited jobs (in name order, so
-// claimers cannot deadlock) and counts their running runs. It returns the
-// jobs already at their limit and the room left for the others.
-func (s *Store) lockLimits(tx *gorm.DB, limits map[string]int) (saturated []string, room map[string]int, err error) {
+// lockLimits takes the lock rows of the limit groups (in name order, so
+// claimers cannot deadlock) and counts the running runs of each group. It
+// returns the jobs that belong to a group already at its limit and the room
+// left in each group.
+func (s *Store) lockLimits(tx *gorm.DB, limits map[string]int, groups map[string][]string) (saturated []string, room map[string]int, err error) {
 	if len(limits) == 0 {
 		return nil, nil, nil
 	}
 	names := make([]string, 0, len(limits))
-	for j, l := range limits {
+	for g, l := range limits {
 		if l > 0 {
-			names = append(names, j)
+			names = append(names, g)
 		}
 	}
 	if len(names) == 0 {
@@ -151,12 +160,12 @@ func (s *Store) lockLimits(tx *gorm.DB, limits map[string]int) (saturated []stri
 		var sql strings.Builder
 		args := make([]any, 0, 2*len(names))
 		sql.WriteString("INSERT IGNORE INTO job_state (job, name, value, updated_at) VALUES ")
-		for i, j := range names {
+		for i, g := range names {
 			if i > 0 {
 				sql.WriteString(",")
 			}
 			sql.WriteString("(?, '_claim_lock', '', ?)")
-			args = append(args, j, time.Now().UTC())
+			args = append(args, g, time.Now().UTC())
 		}
 		if err := tx.Exec(sql.String(), args...).Error; err != nil {
 			return nil, nil, fmt.Errorf("create claim locks: %w", err)
@@ -167,45 +176,96 @@ func (s *Store) lockLimits(tx *gorm.DB, limits map[string]int) (saturated []stri
 			return nil, nil, fmt.Errorf("take claim locks: %w", err)
 		}
 	}
+	// Jobs in a limited group, and the running count of each.
+	var jobsIn []string
+	for job, gs := range groups {
+		for _, g := range gs {
+			if limits[g] > 0 {
+				jobsIn = append(jobsIn, job)
+				break
+			}
+		}
+	}
 	var counts []struct {
 		Job string
 		N   int
 	}
-	if err := tx.Model(&Run{}).Select("job, COUNT(*) AS n").Where("status = ? AND job IN ?", StatusRunning, names).
-		Group("job").Find(&counts).Error; err != nil {
-		return nil, nil, fmt.Errorf("count running runs: %w", err)
-	}
-	running := map[string]int{}
-	for _, c := range counts {
-		running[c.Job] = c.N
+	if len(jobsIn) > 0 {
+		if err := tx.Model(&Run{}).Select("job, COUNT(*) AS n").Where("status = ? AND job IN ?", StatusRunning, jobsIn).
+			Group("job").Find(&counts).Error; err != nil {
+			return nil, nil, fmt.Errorf("count running runs: %w", err)
+		}
 	}
 	room = map[string]int{}
-	for _, j := range names {
-		left := limits[j] - running[j]
-		if left <= 0 {
-			saturated = append(saturated, j)
-		}
-		room[j] = left
+	for _, g := range names {
+		room[g] = limits[g]
 	}
+	for _, c := range counts {
+		for _, g := range groups[c.Job] {
+			if _, ok := room[g]; ok {
+				room[g] -= c.N
+			}
+		}
+	}
+	for _, job := range jobsIn {
+		for _, g := range groups[job] {
+			if left, ok := room[g]; ok && left <= 0 {
+				saturated = append(saturated, job)
+				break
+			}
+		}
+	}
+	sort.Strings(saturated)
 	return saturated, room, nil
 }
 
-// Limits returns the claim limits of a definition set (jobs with
-// concurrency.maxRunning).
-func Limits(set *definitions.Set) map[string]int {
+// ClaimLimits returns the claim limits of a definition set: a group per
+// job with concurrency.maxRunning and per connection with maxConcurrency
+// (a job's steps on other connections count against those too).
+func ClaimLimits(set *definitions.Set) (limits map[string]int, groups map[string][]string) {
 	if set == nil {
-		return nil
+		return nil, nil
 	}
-	var out map[string]int
-	for _, j := range set.Jobs {
-		if j.Concurrency.MaxRunning > 0 {
-			if out == nil {
-				out = map[string]int{}
-			}
-			out[j.Name] = j.Concurrency.MaxRunning
+	connLimit := map[string]int{}
+	for _, c := range set.Connections {
+		if c.MaxConcurrency > 0 {
+			connLimit[c.Name] = c.MaxConcurrency
 		}
 	}
-	return out
+	for _, j := range set.Jobs {
+		var gs []string
+		if j.Concurrency.MaxRunning > 0 {
+			gs = append(gs, "job:"+j.Name)
+			if limits == nil {
+				limits = map[string]int{}
+			}
+			limits["job:"+j.Name] = j.Concurrency.MaxRunning
+		}
+		conns := []string{j.Connection}
+		for _, st := range j.Steps {
+			if st.Connection != "" {
+				conns = append(conns, st.Connection)
+			}
+		}
+		seen := map[string]bool{}
+		for _, c := range conns {
+			if l, ok := connLimit[c]; ok && !seen[c] {
+				seen[c] = true
+				gs = append(gs, "conn:"+c)
+				if limits == nil {
+					limits = map[string]int{}
+				}
+				limits["conn:"+c] = l
+			}
+		}
+		if len(gs) > 0 {
+			if groups == nil {
+				groups = map[string][]string{}
+			}
+			groups[j.Name] = gs
+		}
+	}
+	return limits, groups
 }
 
 // FinishBatch records the outcomes of several executions in one

@@ -127,8 +127,8 @@ func newEnv(t *testing.T, s *jobs.Store) *env {
 		return processors.Permanent("ORDER_STATE", "Cancel failed as order is in [Shipped] state")
 	})
 	reg("Panics", func(ctx context.Context, r *processors.Run) error {
-		var m map[string]int
-		m["boom"] = 1 // nil map write panics
+		var orders []string
+		_ = orders[len(r.Job.Name)] // index out of range: a real bug's panic
 		return nil
 	})
 	reg("Slow", func(ctx context.Context, r *processors.Run) error {

@@ -12,8 +12,3 @@ type Observer interface {
 	// LeasesRescued reports runs taken back from expired leases.
 	LeasesRescued(n int)
 }
-
-type nopObserver struct{}
-
-func (nopObserver) AttemptFinished(string, string, Status, time.Duration) {}
-func (nopObserver) LeasesRescued(int)                                     {}

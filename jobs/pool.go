@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/jobrunner/jobrunner/definitions"
 )
 
 // PoolConfig configures a Pool.
@@ -143,6 +145,11 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 	// idle pool claims whatever fits, so latency stays low.
 	threshold := max(1, min(p.cfg.BatchSize, p.cfg.Workers)/2)
 	eager := true
+	var (
+		limitsOf     *definitions.Set
+		cachedLimits map[string]int
+		cachedGroups map[string][]string
+	)
 	for {
 		free := p.cfg.Workers - int(p.busy.Load())
 		if int(p.pending.Load()) >= p.maxPending {
@@ -151,10 +158,15 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 		want := min(free, p.cfg.BatchSize)
 		if want > 0 && (eager || free >= threshold || p.busy.Load() == 0) {
 			var limits map[string]int
+			var groups map[string][]string
 			if p.ex.Definitions != nil {
-				limits = Limits(p.ex.Definitions())
+				if set := p.ex.Definitions(); set != limitsOf {
+					limitsOf = set
+					cachedLimits, cachedGroups = ClaimLimits(set)
+				}
+				limits, groups = cachedLimits, cachedGroups
 			}
-			claims, err := p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits})
+			claims, err := p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups})
 			if err != nil && ctx.Err() == nil {
 				log.Warnf("cannot claim runs, retrying in %s: %s", errDelay, redactErr(err, p.ex.Store.dsn))
 				if !sleepCtx(ctx, errDelay) {

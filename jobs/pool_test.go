@@ -212,3 +212,46 @@ func TestPoolHonoursMaxRunning(t *testing.T) {
 		require.EqualValues(t, 1, peak.Load(), "maxRunning 1 across two pools")
 	})
 }
+
+func TestPoolHonoursConnectionMaxConcurrency(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		var running, peak atomic.Int64
+		e.reg.Register("Two", processors.ProcessorFunc(func(ctx context.Context, r *processors.Run) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			time.Sleep(20 * time.Millisecond)
+			return nil
+		}), processors.ForConnectionTypes("test"))
+		conn, ok := e.defs.Connection("t")
+		require.True(t, ok)
+		conn.MaxConcurrency = 2
+		var two []*definitions.Job
+		for _, name := range []string{"TwoA", "TwoB"} { // two jobs, one connection
+			j := *e.job(t, "Flaky")
+			j.Name, j.Processor = name, "Two"
+			e.defs.Jobs = append(e.defs.Jobs, &j)
+			two = append(two, &j)
+		}
+		for i := 0; i < 12; i++ {
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: two[i%2], Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+		}
+		var pools []*jobs.Pool
+		for i := 0; i < 2; i++ {
+			p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 8, PollInterval: 10 * time.Millisecond})
+			p.Start(ctx)
+			pools = append(pools, p)
+		}
+		waitFor(t, 30*time.Second, func() bool { return countStatus(t, s, jobs.StatusSucceeded) == 12 }, "runs did not finish")
+		for _, p := range pools {
+			p.Stop(ctx)
+		}
+		require.LessOrEqual(t, peak.Load(), int64(2), "connection maxConcurrency 2 across jobs and pools")
+		require.EqualValues(t, 2, peak.Load(), "both slots are used")
+	})
+}

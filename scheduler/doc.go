@@ -66,7 +66,12 @@
 //     including the one it stands for, and the gap is stored as for skip
 //     with CatchUp set. Instances that find the same gap share an
 //     idempotency key derived from the last tick before it, so the cluster
-//     enqueues one catch-up run.
+//     enqueues one catch-up run. With clocks that differ, a tick that an
+//     instance behind still counts as on time is enqueued as an ordinary
+//     tick: after a gap the cluster enqueues at most one catch-up run plus
+//     the ticks in (earliest clock − MisfireGrace, latest clock], each once.
+//     The stored Gap is the one the last writer saw; under skew it may
+//     count a tick or two differently from another instance's log line.
 //
 // Ticks newer than MisfireGrace are enqueued as usual in both cases. So
 // after one hour of downtime an hourly job under runOnce gets one catch-up

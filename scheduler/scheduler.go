@@ -42,6 +42,10 @@ type Config struct {
 	// empty set. Replace them later with Reload.
 	Definitions *definitions.Set
 	// Clock is the time source (and gocron's); nil means the real clock.
+	// Tests with a fake clock should not advance it onto exact multiples of
+	// Resolution: gocron v2.21.2 can then re-fire its job many times at the
+	// same fake instant (harmless but busy; a real clock never lands on the
+	// nanosecond).
 	Clock clockwork.Clock
 	// Log receives what the scheduler does; nil discards.
 	Log *logrus.Logger

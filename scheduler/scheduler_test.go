@@ -457,3 +457,54 @@ func TestClockSkew(t *testing.T) {
 		require.Less(t, skew.Abs(), time.Second, "skew %s", skew)
 	})
 }
+
+// Three instances with skewed clocks find the same hour-long gap at the
+// same moment: runOnce never becomes a storm (one catch-up run plus the
+// ticks that some instance still counts as on time).
+func TestRunOnceConcurrentInstances(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, store *jobs.Store) {
+		t.Parallel()
+		ctx := context.Background()
+		base := utc("2026-05-01T11:00:00.3Z")
+		for i := range 8 {
+			name := fmt.Sprintf("Sync%d", i)
+			set := defs(job(name, "@every 1s", "", definitions.MisfireRunOnce, definitions.OverlapAllow))
+			require.NoError(t, store.AdvanceTick(ctx, name, base.Add(-time.Hour)))
+			var ss []*Scheduler
+			for range 3 {
+				s, err := New(Config{Store: store, Definitions: set, Log: quietLog()})
+				require.NoError(t, err)
+				ss = append(ss, s)
+			}
+			errs := make(chan error, len(ss))
+			gate := make(chan struct{})
+			for k, s := range ss {
+				go func() {
+					<-gate
+					errs <- s.Tick(ctx, base.Add(time.Duration(k-1)*800*time.Millisecond))
+				}()
+			}
+			close(gate)
+			for range ss {
+				require.NoError(t, <-errs)
+			}
+			rs := runs(t, store, name)
+			catchUps := 0
+			for _, r := range rs {
+				if r.TriggeredBy != TriggeredBy {
+					catchUps++
+				}
+			}
+			// On time for the instance at 11:00:01.1 (grace 5s): 10:59:57 … 11:00:01.
+			// Alone, the instance furthest ahead (11:00:01.1, grace 5s) makes
+			// one catch-up (10:59:56) and fires 10:59:57 … 11:00:01 on time:
+			// 6 runs. The one furthest behind (10:59:59.5) counts 10:59:55 …
+			// 10:59:59 as on time, so the cluster makes at most one catch-up
+			// plus the ticks in (10:59:54.5, 11:00:01.1]: 8 runs.
+			require.GreaterOrEqual(t, len(rs), 6)
+			require.LessOrEqual(t, len(rs), 1+7, "no storm: %d runs", len(rs))
+			require.GreaterOrEqual(t, catchUps, 1)
+		}
+	})
+}
