@@ -442,8 +442,7 @@ func TestRunLifecycle(t *testing.T) {
 		require.Equal(t, http.StatusNotFound, status)
 
 		// A queued run is cancelled at once (200).
-		e.worker.cancel() // stop executing
-		time.Sleep(200 * time.Millisecond)
+		e.worker.stop()
 		q := e.trigger("Noop", nil)
 		status, m = e.doJSON(http.MethodPost, fmt.Sprintf("/api/v1/runs/%d/cancel", q), operatorSecret, "")
 		require.Equal(t, http.StatusOK, status, "%v", m)

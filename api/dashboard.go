@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,9 @@ const (
 	sessionCookie = "jobrunner_session"
 	loginCookie   = "jobrunner_login"
 )
+
+// loginTokenRE matches a login CSRF token as renderLogin makes them.
+var loginTokenRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // runPageLogLines is how many log lines the run page shows (the logs page
 // pages through all of them).
@@ -46,6 +50,7 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /runs/{id}/cancel", s.page(RoleOperator, s.runCancelSubmit))
 	mux.Handle("POST /runs/{id}/retry", s.page(RoleOperator, s.runRetrySubmit))
 	mux.Handle("GET /static/", staticFiles())
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.Handle("/", s.page(RoleViewer, func(http.ResponseWriter, *http.Request, *session) error {
 		return errorf(KindNotFound, "", "no such page")
 	}))
@@ -255,10 +260,16 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	s.renderLogin(w, r, http.StatusOK, "")
 }
 
-// renderLogin renders the login form with a fresh login CSRF token
-// (double-submit: the same value in an HttpOnly cookie and the form).
+// renderLogin renders the login form with a login CSRF token
+// (double-submit: the same value in an HttpOnly cookie and the form). The
+// browser's existing token is kept, so that another tab or a background
+// request (favicon) rendering the login page does not invalidate a form
+// already shown.
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	csrf := randomID(32)
+	if c, err := r.Cookie(loginCookie); err == nil && loginTokenRE.MatchString(c.Value) {
+		csrf = c.Value
+	}
 	setCookie(w, r, loginCookie, csrf, 600)
 	next := r.URL.Query().Get("next")
 	if r.Method == http.MethodPost {
@@ -308,6 +319,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) e
 // formField is one input of a "Run now" (or retry) form.
 type formField struct {
 	Name        string // form field name: "p." + parameter name
+	ID          string // element id, unique on the page
 	Param       string
 	Label       string
 	Description string
@@ -344,7 +356,7 @@ const datetimeLocal = "2006-01-02T15:04:05"
 func formFields(j *definitions.Job, values map[string]string, errs map[string]string) []formField {
 	out := make([]formField, 0, len(j.Parameters))
 	for _, p := range j.Parameters {
-		f := formField{Name: "p." + p.Name, Param: p.Name, Label: p.Prompt, Description: p.Description,
+		f := formField{Name: "p." + p.Name, ID: "f-" + j.Name + "-" + p.Name, Param: p.Name, Label: p.Prompt, Description: p.Description,
 			ParamType: string(p.Type), Required: p.Required, Error: errs[p.Name]}
 		if f.Label == "" {
 			f.Label = p.Name

@@ -156,13 +156,13 @@ func TestDashboardRunNow(t *testing.T) {
 		_, _, body := b.page("GET", "/", nil)
 		for _, want := range []string{
 			`action="/jobs/OrderCancel/run"`,
-			`<label for="f-p.OrderNumber">Order Number <abbr title="required" class="req">*</abbr>`,
-			`<select name="p.Reason" id="f-p.Reason">`,
+			`<label for="f-OrderCancel-OrderNumber">Order Number <abbr title="required" class="req">*</abbr>`,
+			`<select name="p.Reason" id="f-OrderCancel-Reason">`,
 			`<option value="customerRequest" selected>`,
-			`type="number" name="p.SleepMs" id="f-p.SleepMs" value="0" min="0" max="600000"`,
+			`type="number" name="p.SleepMs" id="f-Noop-SleepMs" value="0" min="0" max="600000"`,
 			`type="date" name="p.Day"`,
 			`type="datetime-local" name="p.At"`,
-			`<input type="checkbox" name="p.Flag" value="true" id="f-p.Flag" checked>`,
+			`<input type="checkbox" name="p.Flag" value="true" id="f-Typed-Flag" checked>`,
 			`name="preview" value="true"`,
 			`<code>*/5 * * * *</code> (UTC), next `,
 		} {

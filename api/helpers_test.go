@@ -66,6 +66,8 @@ type envOptions struct {
 	ready    func(ctx context.Context) error
 	metrics  bool
 	demo     bool
+	// builtinOnly leaves the Typed test job out (screenshots).
+	builtinOnly bool
 	// log receives the server's and the executor's log lines.
 	log *logrus.Logger
 }
@@ -107,6 +109,10 @@ func newEnv(t *testing.T, store *jobs.Store, opts envOptions) *env {
 		State:    store,
 	})
 	e.defs = testDefinitions(t, e.reg)
+	if opts.builtinOnly {
+		e.defs = definitions.Builtin()
+		require.NoError(t, e.defs.Validate(e.reg))
+	}
 
 	erpToken := opts.erpToken
 	if erpToken == "" {
@@ -146,6 +152,9 @@ func newEnv(t *testing.T, store *jobs.Store, opts envOptions) *env {
 			LeaseTTL:    1500 * time.Millisecond,
 			Getenv:      func(k string) string { return getenv[k] },
 			Log:         opts.log,
+			// A test that closes the database must not wait 10 minutes
+			// for an outcome to be stored.
+			RecordTimeout: 2 * time.Second,
 		}
 		e.worker = newWorker(t, ex, e.metrics)
 		cfg.Wake = e.worker.Wake
@@ -271,6 +280,12 @@ func newWorker(t *testing.T, ex *jobs.Executor, m *metrics.Metrics) *worker {
 		w.wg.Wait()
 	})
 	return w
+}
+
+// stop stops executing (in-flight executions are cancelled) and waits.
+func (w *worker) stop() {
+	w.cancel()
+	w.wg.Wait()
 }
 
 // Wake starts the worker's loop on first use and nudges it.

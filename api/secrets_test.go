@@ -110,7 +110,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	b.post("/jobs/OrderCancel/run", url.Values{"p.OrderNumber": {"WEB000124"}, "idem": {"c1"}})
 	b.post("/jobs/OrderCancel/run", url.Values{"p.OrderNumber": {""}, "idem": {"c2"}})
 
-	// The database goes away.
+	// The database goes away (the worker is stopped first: nothing runs).
+	e.worker.stop()
 	require.NoError(t, store.Close())
 	e.do("POST", "/api/v1/jobs/Noop/runs", tokenCanary, nil)
 	e.do("GET", "/api/v1/runs", tokenCanary, nil)

@@ -104,7 +104,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, sessions: newSessionStore()}
+	s := &Server{cfg: cfg, sessions: newSessionStore(), discard: logrus.New()}
+	s.discard.SetOutput(io.Discard)
 	pages, err := parsePages()
 	if err != nil {
 		return nil, err
@@ -151,11 +152,6 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) log() *logrus.Logger {
 	if s.cfg.Log != nil {
 		return s.cfg.Log
-	}
-	if s.discard == nil {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		s.discard = l
 	}
 	return s.discard
 }

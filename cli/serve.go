@@ -105,6 +105,10 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 		if errors.Is(err, jobs.ErrBadDSN) {
 			return usageError{err}
 		}
+		if ctx.Err() != nil {
+			a.log.Info("stopped before the database was reachable")
+			return nil
+		}
 		return err
 	}
 	a.store, a.state.store = store, store

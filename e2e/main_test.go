@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -360,14 +359,4 @@ func sortedKeys[V any](m map[int64]V) []int64 {
 	}
 	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
 	return ks
-}
-
-// parallelGroup runs fns concurrently and waits for them.
-func parallelGroup(fns ...func()) {
-	var wg sync.WaitGroup
-	for _, fn := range fns {
-		wg.Add(1)
-		go func() { defer wg.Done(); fn() }()
-	}
-	wg.Wait()
 }

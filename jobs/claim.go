@@ -31,6 +31,11 @@ type ClaimOptions struct {
 	// instances cannot both take the last slot. See ClaimLimits.
 	Limits map[string]int
 	Groups map[string][]string
+	// Token is the batch's lease token; default a fresh one. A caller
+	// that gets an error back passes it to ClaimsByToken once the database
+	// answers again: the COMMIT may have landed although its answer was
+	// lost with the connection.
+	Token string
 }
 
 // ClaimBatch claims up to opts.Max due queued runs, oldest due first, in
@@ -39,12 +44,15 @@ type ClaimOptions struct {
 // rows. All runs of one batch share a fresh lease token. It returns no
 // claims and no error when nothing is due.
 func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, error) {
-	n := max(opts.Max, 1)
+	n := min(max(opts.Max, 1), s.batchRows())
 	ttl := opts.TTL
 	if ttl <= 0 {
 		ttl = 30 * time.Second
 	}
-	token := newToken()
+	token := opts.Token
+	if token == "" {
+		token = newToken()
+	}
 	var runs []Run
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		saturated, room, err := s.lockLimits(tx, opts.Limits, opts.Groups)
@@ -134,6 +142,51 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 			r.StartedAt = &t
 		}
 		claims[i] = &Claim{Run: r, Token: token, Owner: opts.Owner, TTL: ttl, Started: now}
+	}
+	return claims, nil
+}
+
+// ClaimsByToken returns as claims the runs still running under token, with
+// their lease renewed: the runs of a ClaimBatch that returned an error
+// although its COMMIT reached the database (the connection was lost before
+// the answer came back). Nothing has executed them; the caller does, so
+// they neither wait for their lease to lapse nor lose an attempt to the
+// rescue. It returns none when the claim did not commit.
+func (s *Store) ClaimsByToken(ctx context.Context, owner, token string, ttl time.Duration) ([]*Claim, error) {
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	var runs []Run
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Run{}).Where("lease_token = ? AND status = ?", token, StatusRunning).
+			Updates(map[string]any{"lease_expires_at": s.now(ttl), "updated_at": s.now(0)})
+		if res.Error != nil {
+			return fmt.Errorf("renew leases: %w", res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return nil
+		}
+		rows, err := tx.Raw("SELECT "+runColumns+" FROM runs WHERE lease_token = ? AND status = ? ORDER BY id", token, StatusRunning).Rows()
+		if err != nil {
+			return fmt.Errorf("select claimed runs: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRun(rows)
+			if err != nil {
+				return fmt.Errorf("read claimed run: %w", err)
+			}
+			runs = append(runs, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: resolve unconfirmed claim: %w", err)
+	}
+	now := time.Now()
+	claims := make([]*Claim, len(runs))
+	for i := range runs {
+		claims[i] = &Claim{Run: &runs[i], Token: token, Owner: owner, TTL: ttl, Started: now}
 	}
 	return claims, nil
 }
@@ -329,10 +382,10 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 				}
 			}
 		}
-		if err := insertRows(tx, "run_attempts", attemptCols, atts); err != nil {
+		if err := insertRows(tx, s.batchRows(), "run_attempts", attemptCols, atts); err != nil {
 			return fmt.Errorf("record attempts: %w", err)
 		}
-		if err := insertRows(tx, "run_logs", logCols, logs); err != nil {
+		if err := insertRows(tx, s.batchRows(), "run_logs", logCols, logs); err != nil {
 			return fmt.Errorf("store logs: %w", err)
 		}
 		return nil

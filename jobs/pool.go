@@ -145,6 +145,9 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 	// idle pool claims whatever fits, so latency stays low.
 	threshold := max(1, min(p.cfg.BatchSize, p.cfg.Workers)/2)
 	eager := true
+	// unconfirmed is the token of the last claim that failed: its COMMIT
+	// may have reached the database all the same.
+	unconfirmed := ""
 	var (
 		limitsOf     *definitions.Set
 		cachedLimits map[string]int
@@ -166,7 +169,24 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				}
 				limits, groups = cachedLimits, cachedGroups
 			}
-			claims, err := p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups})
+			var claims []*Claim
+			var err error
+			if unconfirmed != "" {
+				// A failed claim may have committed: execute what it took.
+				claims, err = p.ex.Store.ClaimsByToken(ctx, p.ex.owner(), unconfirmed, p.ex.ttl())
+				if err == nil {
+					unconfirmed = ""
+					if len(claims) > 0 {
+						log.WithField("runs", len(claims)).Warn("a claim that reported an error had committed: executing its runs")
+					}
+				}
+			} else {
+				token := newToken()
+				claims, err = p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Token: token})
+				if err != nil {
+					unconfirmed = token
+				}
+			}
 			if err != nil && ctx.Err() == nil {
 				log.Warnf("cannot claim runs, retrying in %s: %s", errDelay, redactErr(err, p.ex.Store.dsn))
 				if !sleepCtx(ctx, errDelay) {
@@ -304,12 +324,13 @@ func (c *completer) stop() {
 
 func (c *completer) loop() {
 	defer c.wg.Done()
-	batch := make([]*pending, 0, maxCompleteBatch)
-	items := make([]FinishItem, 0, maxCompleteBatch)
+	limit := min(maxCompleteBatch, c.store.batchRows())
+	batch := make([]*pending, 0, limit)
+	items := make([]FinishItem, 0, limit)
 	for first := range c.ch {
 		batch = append(batch[:0], first)
 	drain:
-		for len(batch) < maxCompleteBatch {
+		for len(batch) < limit {
 			select {
 			case p, ok := <-c.ch:
 				if !ok {

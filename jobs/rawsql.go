@@ -48,15 +48,15 @@ func nullTime(t sql.NullTime) *time.Time {
 const maxInsertBytes = 1 << 20
 
 // insertRows inserts rows into table with multi-row INSERT statements of at
-// most 1000 rows and about maxInsertBytes each.
-func insertRows(tx *gorm.DB, table string, cols []string, rows [][]any) error {
+// most maxRows rows and about maxInsertBytes each.
+func insertRows(tx *gorm.DB, maxRows int, table string, cols []string, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	head := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
 	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
 	var sb strings.Builder
-	args := make([]any, 0, len(cols)*min(len(rows), 1000))
+	args := make([]any, 0, len(cols)*min(len(rows), maxRows))
 	n, size := 0, 0
 	flush := func() error {
 		if n == 0 {
@@ -81,7 +81,7 @@ func insertRows(tx *gorm.DB, table string, cols []string, rows [][]any) error {
 		}
 		args = append(args, r...)
 		n++
-		if n == 1000 || size > maxInsertBytes {
+		if n == maxRows || size > maxInsertBytes {
 			if err := flush(); err != nil {
 				return fmt.Errorf("insert into %s: %w", table, err)
 			}

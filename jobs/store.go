@@ -46,6 +46,16 @@ type Store struct {
 	dsn     *DSN
 }
 
+// batchRows is the most rows one multi-row INSERT carries: the SQLite
+// driver binds parameters in time quadratic in their number, so it gets
+// small statements.
+func (s *Store) batchRows() int {
+	if s.dialect == migrations.SQLite {
+		return 50
+	}
+	return 1000
+}
+
 // Dialect returns migrations.MySQL or migrations.SQLite.
 func (s *Store) Dialect() string { return s.dialect }
 
@@ -354,7 +364,7 @@ func (s *Store) AppendLogs(ctx context.Context, c *Claim, lines []LogLine) error
 		if err := fence(tx, c); err != nil {
 			return err
 		}
-		if err := tx.CreateInBatches(lines, 500).Error; err != nil {
+		if err := tx.CreateInBatches(lines, s.batchRows()).Error; err != nil {
 			return fmt.Errorf("jobs: append logs of run %d: %w", c.Run.ID, err)
 		}
 		return nil
@@ -420,7 +430,7 @@ func (s *Store) Finish(ctx context.Context, c *Claim, f Finish) error {
 			return fmt.Errorf("jobs: finish run %d: record attempt: %w", c.Run.ID, err)
 		}
 		if len(f.Logs) > 0 {
-			if err := tx.CreateInBatches(f.Logs, 500).Error; err != nil {
+			if err := tx.CreateInBatches(f.Logs, s.batchRows()).Error; err != nil {
 				return fmt.Errorf("jobs: finish run %d: store logs: %w", c.Run.ID, err)
 			}
 		}
@@ -657,7 +667,7 @@ func (s *Store) EnqueueBatch(ctx context.Context, nrs []NewRun) ([]*Run, error) 
 		texts[i] = nr.Params.Text()
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.CreateInBatches(runs, 500).Error; err != nil {
+		if err := tx.CreateInBatches(runs, s.batchRows()/2).Error; err != nil {
 			return err
 		}
 		var rows []runParam
@@ -667,7 +677,7 @@ func (s *Store) EnqueueBatch(ctx context.Context, nrs []NewRun) ([]*Run, error) 
 			}
 		}
 		if len(rows) > 0 {
-			return tx.CreateInBatches(rows, 1000).Error
+			return tx.CreateInBatches(rows, s.batchRows()).Error
 		}
 		return nil
 	})

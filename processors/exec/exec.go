@@ -472,7 +472,7 @@ func (p *Processor) run(ctx context.Context, set *settings, req []byte, run *pro
 	cmd.Dir = set.dir
 	cmd.Env = set.env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		closeAll()
 		msg := fmt.Sprintf("exec %s: start: %s", name, red.apply(err.Error()))
