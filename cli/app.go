@@ -25,6 +25,7 @@ import (
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/metrics"
 	"github.com/jobrunner/jobrunner/processors"
 	"github.com/jobrunner/jobrunner/processors/exec"
 	"github.com/jobrunner/jobrunner/processors/noop"
@@ -59,6 +60,8 @@ type app struct {
 	store    *jobs.Store
 	defs     atomic.Pointer[definitions.Set]
 	state    *stateProxy
+	// metrics are set by serve (ERP responses are observed through them).
+	metrics atomic.Pointer[metrics.Metrics]
 	// env overrides environment variables for connections (demo ERP).
 	env map[string]string
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -174,7 +177,7 @@ func (a *app) definitionsCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(list, validate)
+	cmd.AddCommand(list, validate, a.reloadCommand())
 	return cmd
 }
 
@@ -583,5 +586,50 @@ UTC), after --from (default now). Flags may follow SPEC; quote the spec.`,
 	f.StringVar(&from, "from", "", "start after this RFC3339 time (default now)")
 	f.IntVar(&count, "count", 5, "how many fire times (1..1000)")
 	cmd.AddCommand(next)
+	return cmd
+}
+
+// reloadCommand asks a running serve to reload its definitions.
+func (a *app) reloadCommand() *cobra.Command {
+	var server string
+	cmd := &cobra.Command{
+		Use:   "reload",
+		Short: "Ask a running `jobrunner serve` to reload its definitions (POST /api/v1/admin/reload)",
+		Long: `Ask a running serve to reload its definitions, as SIGHUP does. A bad file
+keeps the old set running; the answer lists every problem. The bearer token
+(admin role) is read from JOBRUNNER_API_TOKEN.`,
+		Args: wrapArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			u, err := url.Parse(server)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return usagef("--server %q: want http(s)://host:port", server)
+			}
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, strings.TrimSuffix(server, "/")+"/api/v1/admin/reload", nil)
+			if err != nil {
+				return usageError{err}
+			}
+			if tok := os.Getenv("JOBRUNNER_API_TOKEN"); tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+			if err != nil {
+				return fmt.Errorf("reload: %w", err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			if resp.StatusCode/100 == 2 {
+				fmt.Fprintf(a.stdout, "definitions reloaded on %s\n", u.Host)
+				return nil
+			}
+			var e struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+				return failedError{fmt.Sprintf("reload refused (%d %s): %s", resp.StatusCode, e.Error.Code, e.Error.Message)}
+			}
+			return failedError{fmt.Sprintf("reload refused: %s", resp.Status)}
+		},
+	}
+	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:8080", "address of the serve instance")
 	return cmd
 }

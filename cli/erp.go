@@ -21,6 +21,11 @@ func registerHTTP(a *app) {
 			return nil
 		},
 		State: a.state,
+		OnResponse: func(conn string, status int) {
+			if m := a.metrics.Load(); m != nil {
+				m.ObserveERPResponse(conn, status)
+			}
+		},
 	})
 }
 

@@ -117,6 +117,7 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	}
 
 	m := metrics.New(metrics.Options{Queue: store, Log: a.log})
+	a.metrics.Store(m)
 	ex := a.executor()
 	ex.LeaseTTL = o.leaseTTL
 	ex.Observer = m

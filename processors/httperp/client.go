@@ -382,6 +382,7 @@ func (r *redactor) s(text string) string {
 
 // erp is one run's view of the ERP: its connection, client and log.
 type erp struct {
+	onResp  func(conn string, status int)
 	cfg     *config
 	client  *http.Client
 	secrets map[string]string
@@ -401,7 +402,7 @@ func (p *base) newERP(run *processors.Run) (*erp, error) {
 	if err != nil {
 		return nil, processors.Permanent(CodeConfig, red.s(fmt.Sprintf("connection %s: %v", run.Connection.Name, err)))
 	}
-	return &erp{cfg: cfg, client: cl, secrets: run.Connection.Secrets, red: red, run: run}, nil
+	return &erp{cfg: cfg, client: cl, secrets: run.Connection.Secrets, red: red, run: run, onResp: p.opts.OnResponse}, nil
 }
 
 // orderPath returns the path, below the base URL, of an order (and of an
@@ -476,6 +477,9 @@ func (e *erp) call(ctx context.Context, method, path string, query url.Values, b
 		}
 		msg := e.red.s(fmt.Sprintf("%s %s: %v", method, path, cause))
 		e.log().Warn("ERP call failed", "method", method, "path", path, "durationMs", ms, "error", msg)
+		if e.onResp != nil {
+			e.onResp(e.run.Connection.Name, 0)
+		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
 			msg = e.red.s(fmt.Sprintf("%s %s: no answer within %s (timeout)", method, path, e.cfg.timeout))
@@ -518,6 +522,9 @@ func (e *erp) log() processors.Logger {
 }
 
 func (e *erp) logCall(method, path string, status int, start time.Time) {
+	if e.onResp != nil {
+		e.onResp(e.run.Connection.Name, status)
+	}
 	e.log().Info("ERP call", "method", method, "path", path, "status", status, "durationMs", time.Since(start).Milliseconds())
 }
 

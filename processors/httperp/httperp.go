@@ -109,6 +109,10 @@ type Options struct {
 	State State
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// OnResponse, when set, is told each ERP answer's status by connection
+	// name (0 for no answer: network error or timeout), for metrics. It
+	// must be fast and safe for concurrent use.
+	OnResponse func(conn string, status int)
 }
 
 // base is shared by the processors of one registration.
