@@ -208,11 +208,30 @@ func (j *Job) DecodeParams(data []byte) (Values, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return out, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var raw map[string]any
-	if err := dec.Decode(&raw); err != nil {
+	// Each value is decoded from its own raw JSON: a number keeps its text
+	// (no float64), and no json.Decoder is allocated per run.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
 		return nil, fmt.Errorf("decoding parameters of job %s: %w", j.Name, err)
+	}
+	raw := make(map[string]any, len(fields))
+	for k, v := range fields {
+		switch {
+		case len(v) > 0 && v[0] == '"':
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return nil, fmt.Errorf("decoding parameters of job %s: %w", j.Name, err)
+			}
+			raw[k] = s
+		case len(v) > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')):
+			raw[k] = json.Number(v)
+		case string(v) == "true" || string(v) == "false":
+			raw[k] = string(v) == "true"
+		default:
+			var x any
+			_ = json.Unmarshal(v, &x)
+			raw[k] = x
+		}
 	}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {

@@ -180,7 +180,7 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 		stopHB()
 		return e.decide(job, run, pr, parent.Err(), nil, true, lg)
 	}
-	lg.Info(fmt.Sprintf("attempt %d of %d started", pr.Attempt, pr.MaxAttempts), "processor", job.Processor, "connection", conn.Name, "owner", c.Owner)
+	lg.started(fmt.Sprintf("attempt %d of %d started", pr.Attempt, pr.MaxAttempts), "processor", job.Processor, "connection", conn.Name, "owner", c.Owner)
 	perr := callWithTimeout(ctx, timeout, proc, pr)
 	if perr == nil && job.PostProcessor != "" {
 		perr = e.postProcess(ctx, timeout, job, conn, pr)
@@ -309,6 +309,8 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		}
 		if f.Status == StatusFailed {
 			lg.Error(f.ErrorMessage, "code", f.ErrorCode)
+		} else if f.Status == StatusSucceeded {
+			lg.dropLoneStart()
 		}
 		return finalize()
 	}

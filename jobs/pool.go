@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,12 +47,17 @@ type Pool struct {
 	pending    atomic.Int64
 	maxPending int
 
+	// work hands claims to the Workers goroutines; claims are only taken
+	// when a worker is free, so sends never block for long.
+	work        chan *Claim
+	workers     sync.WaitGroup
 	fetchCancel context.CancelFunc
 	runCancel   context.CancelFunc
 	runCtx      context.Context
 	loops       sync.WaitGroup
-	runs        sync.WaitGroup
-	started     atomic.Bool
+	// runs counts claims whose outcome is not recorded yet.
+	runs    sync.WaitGroup
+	started atomic.Bool
 }
 
 // NewPool returns a pool; it panics when cfg.Executor is nil.
@@ -76,7 +82,8 @@ func NewPool(cfg PoolConfig) *Pool {
 	if cfg.RescueInterval <= 0 {
 		cfg.RescueInterval = ex.ttl() / 2
 	}
-	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), maxPending: max(cfg.Workers, 2*maxCompleteBatch)}
+	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
+		maxPending: max(cfg.Workers, 2*maxCompleteBatch), work: make(chan *Claim, cfg.Workers)}
 	p.comp = &completer{store: ex.Store, ch: make(chan *pending, 4*cfg.Workers)}
 	ex.finish = p.comp.finish
 	return p
@@ -95,6 +102,10 @@ func (p *Pool) Start(ctx context.Context) {
 	fetchCtx, p.fetchCancel = context.WithCancel(ctx)
 	p.runCtx, p.runCancel = context.WithCancel(context.WithoutCancel(ctx))
 	p.comp.start(2)
+	for i := 0; i < p.cfg.Workers; i++ {
+		p.workers.Add(1)
+		go p.worker()
+	}
 	p.loops.Add(2)
 	go p.fetchLoop(fetchCtx)
 	go p.rescueLoop(fetchCtx)
@@ -121,6 +132,7 @@ func (p *Pool) Stop(ctx context.Context) {
 	}
 	p.fetchCancel()
 	p.loops.Wait()
+	close(p.work) // no more claims: workers end once the queue is empty
 	done := make(chan struct{})
 	go func() { p.runs.Wait(); close(done) }()
 	select {
@@ -131,6 +143,7 @@ func (p *Pool) Stop(ctx context.Context) {
 		<-done
 	}
 	p.runCancel()
+	p.workers.Wait()
 	p.comp.stop()
 }
 
@@ -199,7 +212,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			for _, c := range claims {
 				p.busy.Add(1)
 				p.runs.Add(1)
-				go p.work(c)
+				p.work <- c
 			}
 			if len(claims) == want {
 				continue // probably more due
@@ -218,29 +231,45 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 	}
 }
 
-func (p *Pool) work(c *Claim) {
-	defer p.runs.Done()
-	if p.runCtx.Err() != nil {
-		defer func() {
-			p.busy.Add(-1)
-			p.signalFreed()
-		}()
-		if err := p.ex.record(p.runCtx, c, &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true,
-			ErrorMessage: "released at shutdown before it started", NotBefore: time.Now()}); err != nil {
-			p.ex.logger().WithField("run_id", c.Run.ID).Warnf("release at shutdown: %v", err)
-		}
-		return
+func (p *Pool) worker() {
+	defer p.workers.Done()
+	for c := range p.work {
+		p.execute(c)
 	}
-	f := p.ex.execute(p.runCtx, c)
-	// The processor is done: free its worker slot now, and wait for the
-	// group commit of its outcome as a pending completion (capped by the
-	// fetch loop), so commits batch many runs without idling workers.
+}
+
+// execute runs one claimed run, frees its worker at once, and hands its
+// outcome to the group-committing completer (asynchronously: the worker
+// takes the next run while the commit is pending).
+func (p *Pool) execute(c *Claim) {
+	var f *Finish
+	if p.runCtx.Err() != nil {
+		f = &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true,
+			ErrorMessage: "released at shutdown before it started", NotBefore: time.Now()}
+	} else {
+		f = p.ex.execute(p.runCtx, c)
+	}
 	p.pending.Add(1)
 	p.busy.Add(-1)
 	p.signalFreed()
-	err := p.ex.record(p.runCtx, c, f)
-	p.pending.Add(-1)
-	p.signalFreed()
+	if f == nil { // lease lost: nothing to record
+		p.recorded(c, nil, fmt.Errorf("jobs: run %d: %w", c.Run.ID, ErrLeaseLost))
+		return
+	}
+	p.comp.submit(c, *f, func(err error) {
+		if err == nil || errors.Is(err, ErrLeaseLost) {
+			p.recorded(c, f, err)
+			return
+		}
+		// The database failed: retry (and resolve an ambiguous commit)
+		// off the completer's goroutine.
+		go func() { p.recorded(c, f, p.ex.record(p.runCtx, c, f)) }()
+	})
+}
+
+// recorded ends a claim's life in the pool once its outcome is stored (or
+// could not be).
+func (p *Pool) recorded(c *Claim, f *Finish, err error) {
 	switch {
 	case err == nil:
 		if p.ex.Observer != nil {
@@ -249,6 +278,9 @@ func (p *Pool) work(c *Claim) {
 	case !errors.Is(err, ErrLeaseLost):
 		p.ex.logger().WithFields(logrus.Fields{"run_id": c.Run.ID, "job": c.Run.Job}).Errorf("outcome not recorded: %v", err)
 	}
+	p.pending.Add(-1)
+	p.signalFreed()
+	p.runs.Done()
 }
 
 func (p *Pool) signalFreed() {
@@ -305,7 +337,10 @@ type completer struct {
 
 type pending struct {
 	item FinishItem
+	// done receives the outcome's error (finish), or then is called with
+	// it (submit).
 	done chan error
+	then func(error)
 }
 
 const maxCompleteBatch = 500
@@ -349,9 +384,18 @@ func (c *completer) loop() {
 		errs := c.store.FinishBatch(ctx, items)
 		cancel()
 		for i, p := range batch {
-			p.done <- errs[i]
+			if p.then != nil {
+				p.then(errs[i])
+			} else {
+				p.done <- errs[i]
+			}
 		}
 	}
+}
+
+// submit queues one outcome; then is called with its commit's error.
+func (c *completer) submit(cl *Claim, f Finish, then func(error)) {
+	c.ch <- &pending{item: FinishItem{Claim: cl, Finish: f}, then: then}
 }
 
 // finish queues one outcome and waits for its commit.

@@ -54,6 +54,45 @@ type runLogger struct {
 	buf     []LogLine
 	total   int
 	dropped int
+	// pending is the attempt's start line, not yet formatted.
+	pending *pendingLine
+}
+
+// started records the attempt's start line. It is formatted and buffered
+// only when something else is logged or stored (see dropLoneStart).
+func (l *runLogger) started(msg string, kv ...any) {
+	if l.mirror != nil && l.mirror.Logger.IsLevelEnabled(logrus.InfoLevel) {
+		l.mirrorEntry(kv).Info(l.red.redact(msg))
+	}
+	l.mu.Lock()
+	l.pending = &pendingLine{msg: msg, kv: kv, ts: time.Now().UTC()}
+	l.mu.Unlock()
+}
+
+type pendingLine struct {
+	msg string
+	kv  []any
+	ts  time.Time
+}
+
+// dropLoneStart forgets the start line when nothing else was logged and
+// nothing was stored yet: a quick, clean success is fully described by its
+// attempt row, and one log row less per run is throughput.
+func (l *runLogger) dropLoneStart() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total == 0 {
+		l.pending = nil
+	}
+}
+
+// materialize buffers the pending start line; l.mu must be held.
+func (l *runLogger) materialize() {
+	if p := l.pending; p != nil {
+		l.pending = nil
+		l.buf = append(l.buf, l.line("info", p.msg, p.kv, p.ts))
+		l.total++
+	}
 }
 
 func (l *runLogger) Debug(msg string, kv ...any) { l.add("debug", msg, kv) }
@@ -62,13 +101,45 @@ func (l *runLogger) Warn(msg string, kv ...any)  { l.add("warn", msg, kv) }
 func (l *runLogger) Error(msg string, kv ...any) { l.add("error", msg, kv) }
 
 func (l *runLogger) add(level, msg string, kv []any) {
+	line := l.line(level, msg, kv, time.Now().UTC())
+	if l.mirror != nil {
+		if lv, err := logrus.ParseLevel(level); err == nil && l.mirror.Logger.IsLevelEnabled(lv) {
+			l.mirrorEntry(kv).Log(lv, line.Message)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.materialize()
+	if l.total >= maxLogLines {
+		l.dropped++
+		return
+	}
+	l.total++
+	l.buf = append(l.buf, line)
+}
+
+// mirrorEntry is the process-log entry of a run line with its fields as
+// f.KEY (redacted).
+func (l *runLogger) mirrorEntry(kv []any) *logrus.Entry {
+	if len(kv) == 0 {
+		return l.mirror
+	}
+	f := make(logrus.Fields, (len(kv)+1)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		f["f."+l.red.redact(fmt.Sprint(kv[i]))] = l.red.redact(fmt.Sprint(kv[i+1]))
+	}
+	return l.mirror.WithFields(f)
+}
+
+// line formats one stored log line: secrets redacted, sizes capped.
+func (l *runLogger) line(level, msg string, kv []any, ts time.Time) LogLine {
 	msg = l.red.redact(msg)
 	if len(msg) > maxLogMessage {
 		msg = msg[:maxLogMessage] + "…(truncated)"
 	}
-	var fields map[string]string
+	line := LogLine{RunID: l.runID, Attempt: int(l.attempt), StepIndex: int(l.stepIndex), Ts: ts, Level: level, Message: msg}
 	if len(kv) > 0 {
-		fields = make(map[string]string, (len(kv)+1)/2)
+		fields := make(map[string]string, (len(kv)+1)/2)
 		for i := 0; i < len(kv); i += 2 {
 			k := l.red.redact(fmt.Sprint(kv[i]))
 			v := "(missing)"
@@ -80,31 +151,10 @@ func (l *runLogger) add(level, msg string, kv []any) {
 			}
 			fields[k] = v
 		}
-	}
-	if l.mirror != nil {
-		e := l.mirror
-		for k, v := range fields {
-			e = e.WithField("f."+k, v)
-		}
-		lv, err := logrus.ParseLevel(level)
-		if err != nil {
-			lv = logrus.InfoLevel
-		}
-		e.Log(lv, msg)
-	}
-	line := LogLine{RunID: l.runID, Attempt: int(l.attempt), StepIndex: int(l.stepIndex), Ts: time.Now().UTC(), Level: level, Message: msg}
-	if fields != nil {
 		b, _ := json.Marshal(fields)
 		line.Fields = JSONText(b)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.total >= maxLogLines {
-		l.dropped++
-		return
-	}
-	l.total++
-	l.buf = append(l.buf, line)
+	return line
 }
 
 // take returns and clears the buffered lines; with final it appends a line
@@ -112,6 +162,7 @@ func (l *runLogger) add(level, msg string, kv []any) {
 func (l *runLogger) take(final bool) []LogLine {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.materialize()
 	out := l.buf
 	l.buf = nil
 	if final && l.dropped > 0 {
