@@ -222,7 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		EnqueueSeconds: round(enq.Seconds(), 3), EnqueuePerSec: round(float64(cfg.Runs)/enq.Seconds(), 0),
 		StartLatencyMs: Latency{P50: pct(lat, 0.50), P99: pct(lat, 0.99), Max: pct(lat, 1)},
 		PeakRSSMB:      peakRSSMB(), HeapAfterMB: round(float64(ms.HeapInuse)/(1<<20), 1),
-		Records:   "each run: claim under lease, attempt row, 2 log lines, result, group-committed outcome",
+		Records:   "each run: batch claim under a lease token, executor with heartbeat, result, attempt row, group-committed fenced outcome",
 		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
 	}, nil
 }

@@ -291,7 +291,7 @@ func (l *loader) loadFile(data []byte, set *Set, statusesAt *Pos) {
 	if isNull(root) {
 		return
 	}
-	l.each(root, "", []string{"connections", "jobs", "orderStatuses"}, nil, func(key string, k, v *yaml.Node) {
+	l.each(root, "", []string{"connections", "jobs", "orderStatuses", "smtp"}, nil, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "connections":
 			l.seq(v, key, func(i int, item *yaml.Node) {
@@ -314,6 +314,15 @@ func (l *loader) loadFile(data []byte, set *Set, statusesAt *Pos) {
 			if m, ok := l.orderStatuses(v, key); ok {
 				m.Pos = l.pos(k)
 				set.OrderStatuses = m
+			}
+		case "smtp":
+			if set.SMTP != nil {
+				l.problem(k, key, "a second smtp section (the first is at %s:%d); at most one file may have one", set.SMTP.Pos.File, set.SMTP.Pos.Line)
+				return
+			}
+			if c, ok := l.smtp(v, key); ok {
+				c.Pos = l.pos(k)
+				set.SMTP = c
 			}
 		}
 	})
@@ -588,7 +597,7 @@ var (
 	connectionKeys = []string{"name", "type", "settings", "secrets", "maxConcurrency"}
 	jobKeys        = []string{"name", "description", "type", "connection", "processor", "postProcessor",
 		"parameters", "schedule", "retry", "timeout", "concurrency", "uniqueBy", "maxErrors",
-		"maxWarnings", "steps", "settings"}
+		"maxWarnings", "steps", "links", "settings", "notify"}
 	parameterKeys   = []string{"name", "type", "prompt", "description", "required", "default", "values", "pattern", "min", "max"}
 	scheduleKeys    = []string{"cron", "timezone", "misfire"}
 	retryKeys       = []string{"maxAttempts", "initial", "max", "multiplier", "jitter", "maxSnoozes"}
@@ -713,8 +722,16 @@ func (l *loader) job(n *yaml.Node, path string) (*Job, bool) {
 					j.Steps = append(j.Steps, st)
 				}
 			})
+		case "links":
+			good = l.seq(v, fp, func(i int, item *yaml.Node) {
+				if lk, ok := l.link(item, index(fp, i)); ok {
+					j.Links = append(j.Links, lk)
+				}
+			})
 		case "settings":
 			j.Settings, good = l.settings(v, fp)
+		case "notify":
+			j.Notify, good = l.notify(v, fp)
 		}
 		if !good {
 			j.src.markBad(key)

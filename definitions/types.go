@@ -83,6 +83,9 @@ type Set struct {
 	// OrderStatuses is the ERP -> commerce order status mapping (the
 	// top-level orderStatuses section); nil when no file has one.
 	OrderStatuses *OrderStatusMap
+	// SMTP is the server e-mail notifications go through (the top-level
+	// smtp section); nil when no file has one.
+	SMTP *SMTPConfig
 }
 
 // Job is a validated job definition.
@@ -114,8 +117,12 @@ type Job struct {
 	// Steps lists ordered steps; a job without steps is a one-step job whose
 	// only step is (Processor, Connection).
 	Steps []Step
+	// Links start other jobs when a run of this job finishes (see [Link]).
+	Links []Link
 	// Settings holds processor-specific settings (free-form).
 	Settings map[string]any
+	// Notify says whom finished runs are reported to; nil: nobody.
+	Notify *Notify
 	// Version is a hash of the definition as written; runs record it.
 	Version string
 	Pos     Pos

@@ -128,6 +128,7 @@ func (j *Job) applyDefaults() {
 			j.Steps[i].OnFailure = OnFailureStop
 		}
 	}
+	j.applyLinkDefaults()
 }
 
 // version hashes the job's content (without positions and version) and the
@@ -152,6 +153,7 @@ func (s *Set) version(j *Job) string {
 		sc.Pos, sc.src = Pos{}, source{}
 		c.Schedule = &sc
 	}
+	c.Links = linksForVersion(j.Links)
 	sort.Strings(names)
 	type conn struct {
 		Name, Type string
@@ -222,10 +224,17 @@ func (s *Set) Validate(c Catalog) error {
 			}
 		}
 		v.job(j, path)
+		if j.Notify != nil {
+			v.notify(j.Notify, path, s.SMTP)
+		}
 	}
 	if s.OrderStatuses != nil {
 		v.orderStatuses(s.OrderStatuses)
 	}
+	if s.SMTP != nil {
+		v.smtp(s.SMTP)
+	}
+	v.links(s)
 	if len(v.probs) == 0 {
 		return nil
 	}
@@ -413,6 +422,7 @@ func (v *validator) steps(j *Job, path string, jobConn *Connection) {
 			v.add(st.Pos, join(sp, "connection"), "required (neither the step nor the job names a connection)")
 		}
 		v.procRef(st.src, st.Pos, sp, "processor", st.Processor, conn, true)
+		v.stepParams(j, st, sp)
 		switch st.OnFailure {
 		case "", OnFailureStop, OnFailureContinue:
 		default:

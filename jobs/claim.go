@@ -359,6 +359,8 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var atts, logs [][]any
+		var stepRuns []int64
+		var steps []RunStep
 		for _, key := range order {
 			g := groups[key]
 			ids := make([]int64, len(g.idx))
@@ -376,11 +378,30 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 				return errPartial
 			}
 			for _, i := range g.idx {
-				atts = append(atts, attemptValues(attemptRow(items[i].Claim, items[i].Finish, now)))
-				for _, l := range items[i].Finish.Logs {
+				it := &items[i]
+				atts = append(atts, attemptValues(attemptRow(it.Claim, it.Finish, now)))
+				for _, l := range it.Finish.Logs {
 					logs = append(logs, logValues(l))
 				}
+				// Multi-step runs and linked jobs only: one-step runs
+				// without links add no statement here.
+				if it.Finish.Steps != nil {
+					stepRuns = append(stepRuns, it.Claim.Run.ID)
+					steps = append(steps, stepsOf(it.Claim.Run.ID, it.Finish.Steps)...)
+				}
+				if len(it.Finish.Links) > 0 && it.Finish.Status.Final() {
+					lines, err := s.insertLinks(tx, it.Claim, &it.Finish, now)
+					if err != nil {
+						return err
+					}
+					for _, l := range lines {
+						logs = append(logs, logValues(l))
+					}
+				}
 			}
+		}
+		if err := s.replaceSteps(tx, stepRuns, steps); err != nil {
+			return fmt.Errorf("record steps: %w", err)
 		}
 		if err := insertRows(tx, s.batchRows(), "run_attempts", attemptCols, atts); err != nil {
 			return fmt.Errorf("record attempts: %w", err)
@@ -473,6 +494,7 @@ func attemptRow(c *Claim, f Finish, now time.Time) Attempt {
 		RunID:        c.Run.ID,
 		Attempt:      c.Run.Attempt,
 		Owner:        c.Owner,
+		StepIndex:    f.StepIndex,
 		Status:       f.AttemptStatus,
 		StartedAt:    now.Add(-time.Since(c.Started)),
 		FinishedAt:   now,

@@ -116,6 +116,9 @@ type NewRun struct {
 	// operator's retry to the run it retries.
 	ParentRunID  *int64
 	RetryOfRunID *int64
+	// Steps are step rows stored with the run in its transaction (the
+	// reused steps of a retry from a failed step); RunID is set by Enqueue.
+	Steps []RunStep
 }
 
 // Enqueued says what Enqueue did.
@@ -133,11 +136,28 @@ type Enqueued struct {
 // job's UniqueBy parameters while a run is queued or running) or the
 // schedule tick is already taken.
 func (s *Store) Enqueue(ctx context.Context, nr NewRun) (*Enqueued, error) {
+	r, text, err := newRunRow(nr, time.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return insertRun(tx, r, text, nr.Steps)
+	})
+	if err == nil {
+		return &Enqueued{Run: r, Created: true}, nil
+	}
+	if !errors.Is(err, gorm.ErrDuplicatedKey) {
+		return nil, fmt.Errorf("jobs: enqueue %s: %w", nr.Job.Name, err)
+	}
+	return s.existing(ctx, r)
+}
+
+// newRunRow returns the queued run row of nr and its parameters as text.
+func newRunRow(nr NewRun, now time.Time) (*Run, map[string]string, error) {
 	params, err := json.Marshal(nr.Params)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: enqueue %s: encode parameters: %w", nr.Job.Name, err)
+		return nil, nil, fmt.Errorf("jobs: enqueue %s: encode parameters: %w", nr.Job.Name, err)
 	}
-	now := time.Now().UTC()
 	nb := nr.NotBefore
 	if nb.IsZero() {
 		nb = now
@@ -166,27 +186,35 @@ func (s *Store) Enqueue(ctx context.Context, nr NewRun) (*Enqueued, error) {
 	if uk := uniqueKey(nr.Job, nr.Params); uk != "" {
 		r.UniqueKey = &uk
 	}
-	text := nr.Params.Text()
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(r).Error; err != nil {
-			return err
-		}
-		if len(text) == 0 {
-			return nil
-		}
+	return r, nr.Params.Text(), nil
+}
+
+// insertRun inserts r with its parameter index rows and initial step rows
+// inside tx.
+func insertRun(tx *gorm.DB, r *Run, text map[string]string, steps []RunStep) error {
+	if err := tx.Create(r).Error; err != nil {
+		return err
+	}
+	if len(text) > 0 {
 		rows := make([]runParam, 0, len(text))
 		for k, v := range text {
 			rows = append(rows, runParam{RunID: r.ID, Name: k, Value: indexValue(v)})
 		}
-		return tx.Create(&rows).Error
-	})
-	if err == nil {
-		return &Enqueued{Run: r, Created: true}, nil
+		if err := tx.Create(&rows).Error; err != nil {
+			return err
+		}
 	}
-	if !errors.Is(err, gorm.ErrDuplicatedKey) {
-		return nil, fmt.Errorf("jobs: enqueue %s: %w", nr.Job.Name, err)
+	if len(steps) > 0 {
+		rows := make([]RunStep, len(steps))
+		for i, st := range steps {
+			st.ID, st.RunID = 0, r.ID
+			rows[i] = st
+		}
+		if err := tx.Create(&rows).Error; err != nil {
+			return err
+		}
 	}
-	return s.existing(ctx, r)
+	return nil
 }
 
 // existing finds the run that made an insert of r collide.
@@ -405,6 +433,16 @@ type Finish struct {
 	Progress Progress
 	// Logs are the attempt's log lines not yet stored.
 	Logs []LogLine
+	// StepIndex is the step the execution ended in (recorded on the
+	// attempt row); 0 for a one-step job.
+	StepIndex int
+	// Steps, for a multi-step run, are all its step rows as they now are;
+	// they replace the stored ones in the same transaction. Nil for a
+	// one-step run (which has no step rows).
+	Steps []RunStep
+	// Links are linked runs to enqueue in the same transaction (only with
+	// a final Status), each with an idempotency key link:PARENT:INDEX.
+	Links []NewRun
 }
 
 // Finish records the end of c's execution in one transaction: the run's new
@@ -429,9 +467,22 @@ func (s *Store) Finish(ctx context.Context, c *Claim, f Finish) error {
 		if err := tx.Create(&att).Error; err != nil {
 			return fmt.Errorf("jobs: finish run %d: record attempt: %w", c.Run.ID, err)
 		}
-		if len(f.Logs) > 0 {
-			if err := tx.CreateInBatches(f.Logs, s.batchRows()).Error; err != nil {
+		logs := f.Logs
+		if len(f.Links) > 0 && f.Status.Final() {
+			lines, err := s.insertLinks(tx, c, &f, now)
+			if err != nil {
+				return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, err)
+			}
+			logs = append(logs[:len(logs):len(logs)], lines...)
+		}
+		if len(logs) > 0 {
+			if err := tx.CreateInBatches(logs, s.batchRows()).Error; err != nil {
 				return fmt.Errorf("jobs: finish run %d: store logs: %w", c.Run.ID, err)
+			}
+		}
+		if f.Steps != nil {
+			if err := s.replaceSteps(tx, []int64{c.Run.ID}, stepsOf(c.Run.ID, f.Steps)); err != nil {
+				return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, err)
 			}
 		}
 		return nil
@@ -622,23 +673,7 @@ func (s *Store) SetJobState(ctx context.Context, job, name, value string) error 
 // unknown run and an error wrapping ErrNotFinished while it is still
 // active.
 func (s *Store) RetryOf(ctx context.Context, job *definitions.Job, id int64, params definitions.Values, who string) (*Enqueued, error) {
-	orig, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if !orig.Status.Final() {
-		return nil, fmt.Errorf("jobs: retry run %d (%s): %w", id, orig.Status, ErrNotFinished)
-	}
-	if job.Name != orig.Job {
-		return nil, fmt.Errorf("jobs: retry run %d: it is a run of %s, not %s", id, orig.Job, job.Name)
-	}
-	if params == nil {
-		params, err = job.DecodeParams([]byte(orig.Parameters))
-		if err != nil {
-			return nil, fmt.Errorf("jobs: retry run %d: its parameters no longer fit %s: %w", id, job.Name, err)
-		}
-	}
-	return s.Enqueue(ctx, NewRun{Job: job, Params: params, Trigger: TriggerRetry, TriggeredBy: who, Preview: orig.Preview, RetryOfRunID: &orig.ID})
+	return s.Retry(ctx, job, id, RetryOptions{Params: params, Who: who})
 }
 
 // EnqueueBatch stores many queued runs in one transaction with multi-row

@@ -75,8 +75,15 @@ type Run struct {
 	ID int64
 	// Job is the run's job definition.
 	Job *definitions.Job
-	// Step is the current step's name ("" for a one-step job).
-	Step string
+	// Step is the current step's name ("" for a one-step job); StepIndex
+	// its position (0-based).
+	Step      string
+	StepIndex int
+	// StepParams are the step's fixed parameters as written (text). Those
+	// named like a job parameter also override that parameter in Params
+	// (parsed under its type) for this step; the others reach the
+	// processor only here. Nil for a one-step job.
+	StepParams map[string]string
 	// Attempt is this attempt's number, from 1; MaxAttempts is the job's.
 	Attempt     int
 	MaxAttempts int
