@@ -1,0 +1,50 @@
+package jobs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jobrunner/jobrunner/definitions"
+)
+
+// TestGuardRefusesSideEffectAfterPause is the SIGSTOP case: a worker that
+// was paused longer than its lease (by its own monotonic clock) must
+// confirm the lease in the database before an ERP call, and must make no
+// call for a run that was rescued and claimed by another worker meanwhile.
+func TestGuardRefusesSideEffectAfterPause(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := Open(ctx, "sqlite:"+t.TempDir()+"/g.db", OpenOptions{})
+	require.NoError(t, err)
+	defer s.Close()
+	job := &definitions.Job{Name: "G", Retry: definitions.RetryPolicy{MaxAttempts: 3}}
+	enq, err := s.Enqueue(ctx, NewRun{Job: job, Trigger: TriggerAPI})
+	require.NoError(t, err)
+	mine, err := s.ClaimRun(ctx, enq.Run.ID, "paused-worker", 50*time.Millisecond)
+	require.NoError(t, err)
+
+	var cancelled error
+	hb := &heartbeat{store: s, claim: mine, cancel: func(err error) { cancelled = err }, progress: func() Progress { return Progress{} },
+		lastOK: time.Now()}
+	require.NoError(t, hb.guard(ctx), "a fresh lease needs no database round trip")
+
+	// The worker is paused past its lease; another instance rescues the
+	// run and claims it.
+	time.Sleep(60 * time.Millisecond)
+	n, err := s.RescueExpired(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	other, err := s.ClaimRun(ctx, enq.Run.ID, "other-worker", time.Minute)
+	require.NoError(t, err)
+
+	// Resumed: the guard sees its lease is stale by the local clock,
+	// checks the database and refuses.
+	err = hb.guard(ctx)
+	require.ErrorIs(t, err, ErrLeaseLost)
+	require.ErrorIs(t, cancelled, errLeaseGone, "the paused worker's processor is cancelled")
+	_, err = s.Heartbeat(ctx, other, Progress{})
+	require.NoError(t, err, "the new owner keeps its lease")
+}
