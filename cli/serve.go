@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/jobrunner/jobrunner/api"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/metrics"
+	"github.com/jobrunner/jobrunner/notify"
 	"github.com/jobrunner/jobrunner/scheduler"
 )
 
@@ -31,6 +33,7 @@ type serveOptions struct {
 	noScheduler bool
 	retention   time.Duration
 	waitDB      time.Duration
+	baseURL     string
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -64,6 +67,7 @@ operator, admin). Without tokens serve listens only on loopback.`,
 	f.BoolVar(&o.noScheduler, "no-scheduler", false, "do not fire schedules in this instance (workers and API only)")
 	f.DurationVar(&o.retention, "retention", 30*24*time.Hour, "prune finished runs and their logs older than this (0 keeps everything)")
 	f.DurationVar(&o.waitDB, "wait-db", 5*time.Minute, "at start-up, wait this long for the database before giving up")
+	f.StringVar(&o.baseURL, "base-url", os.Getenv("JOBRUNNER_BASE_URL"), "the dashboard's external URL, for run links in notifications (env JOBRUNNER_BASE_URL)")
 	return cmd
 }
 
@@ -124,6 +128,18 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	pool := jobs.NewPool(jobs.PoolConfig{Executor: ex, Workers: o.workers, BatchSize: o.batch, PollInterval: o.poll, Observer: m})
 	pool.Start(ctx)
 	a.log.WithFields(map[string]any{"db": store.DSN(), "workers": o.workers, "jobs": len(set.Jobs)}).Info("workers started")
+
+	host, _ := os.Hostname()
+	notifier, err := notify.New(notify.Config{Store: store, Definitions: a.defs.Load, Log: a.log, BaseURL: o.baseURL, Owner: host, Getenv: a.getenv})
+	if err != nil {
+		pool.Stop(context.Background())
+		return err
+	}
+	if missing := notify.MissingSecrets(set, a.getenv); len(missing) > 0 {
+		a.log.Warnf("notifications: environment variables not set: %s (their notifications wait until they are)", strings.Join(missing, ", "))
+	}
+	notifier.Start(ctx)
+	defer notifier.Stop() // after pool.Stop on the normal path
 
 	var sched *scheduler.Scheduler
 	if !o.noScheduler {

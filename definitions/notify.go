@@ -123,12 +123,13 @@ var (
 	smtpKeys    = []string{"host", "port", "from", "username", "password", "startTLS", "insecureSkipVerify"}
 )
 
-// notify loads a job's notify section (nil for null), with defaults.
-func (l *loader) notify(n *yaml.Node, path string) (*Notify, bool) {
+// notify loads a job's notify section (key k, value n; nil for null),
+// with defaults.
+func (l *loader) notify(k, n *yaml.Node, path string) (*Notify, bool) {
 	if isNull(n) {
 		return nil, true
 	}
-	nt := &Notify{Pos: l.pos(n)}
+	nt := &Notify{Pos: l.pos(k)}
 	nt.src.path = path
 	nt.src.set("", nt.Pos)
 	ok := l.each(n, path, notifyKeys, &nt.src, func(key string, k, v *yaml.Node) {

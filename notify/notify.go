@@ -276,8 +276,9 @@ func (n *Notifier) Start(ctx context.Context) {
 	}()
 }
 
-// Stop stops both loops and waits for them; a delivery in flight is
-// abandoned (its lease lapses and it is sent again later).
+// Stop stops both loops, waits for them and closes idle webhook
+// connections; a delivery in flight is abandoned (its lease lapses and it
+// is sent again later).
 func (n *Notifier) Stop() {
 	n.mu.Lock()
 	cancel := n.cancel
@@ -286,6 +287,7 @@ func (n *Notifier) Stop() {
 		cancel()
 	}
 	n.wg.Wait()
+	n.cfg.HTTPClient.CloseIdleConnections()
 }
 
 // Wake makes the deliverer look for due notifications now.

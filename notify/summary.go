@@ -171,3 +171,30 @@ func (s *Summary) subjectData() definitions.SubjectData {
 	return definitions.SubjectData{Job: s.Job, RunID: s.ID, Status: s.Status, Event: s.Event,
 		Trigger: s.Trigger, ErrorCode: s.ErrorCode, Preview: s.Preview}
 }
+
+// MissingSecrets lists the environment variables the definitions' notify
+// and smtp sections name that are unset (for serve to warn about at start
+// and on reload; deliveries needing them are retried until they are set).
+func MissingSecrets(set *definitions.Set, getenv func(string) string) []string {
+	if set == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	check := func(name string) {
+		if name != "" && !seen[name] && getenv(name) == "" {
+			out = append(out, name)
+		}
+		seen[name] = true
+	}
+	for _, j := range set.Jobs {
+		if j.Notify != nil && j.Notify.Webhook != nil {
+			check(j.Notify.Webhook.Secret)
+		}
+	}
+	if set.SMTP != nil && set.SMTP.Username != "" {
+		check(set.SMTP.Password)
+	}
+	sort.Strings(out)
+	return out
+}
