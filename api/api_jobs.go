@@ -95,12 +95,7 @@ func (s *Server) supportsPreview(j *definitions.Job) bool {
 	if s.cfg.Registry == nil {
 		return false
 	}
-	conn, ok := s.defs().Connection(j.Connection)
-	if !ok {
-		return false
-	}
-	_, err := s.cfg.Registry.Resolve(j.Processor, conn.Type, true)
-	return err == nil
+	return s.resolveJob(j, true) == nil
 }
 
 // jobViews describes every job with its last run.

@@ -43,6 +43,26 @@ type runView struct {
 	Existing       *bool         `json:"existing,omitempty"`
 	ExistingReason string        `json:"existingReason,omitempty"`
 	Attempts       []attemptView `json:"attempts,omitempty"`
+	// Steps are a multi-step run's steps (GET /runs/{id}); Children the
+	// runs its links started.
+	Steps    []jobs.RunStep `json:"steps,omitempty"`
+	Children []childView    `json:"children,omitempty"`
+}
+
+// childView is a run started by another run's link.
+type childView struct {
+	ID      int64       `json:"id"`
+	Job     string      `json:"job"`
+	Status  jobs.Status `json:"status"`
+	Preview bool        `json:"preview"`
+}
+
+func childViews(runs []jobs.Run) []childView {
+	out := make([]childView, 0, len(runs))
+	for _, r := range runs {
+		out = append(out, childView{ID: r.ID, Job: r.Job, Status: r.Status, Preview: r.Preview})
+	}
+	return out
 }
 
 type attemptView struct {
@@ -68,6 +88,9 @@ type triggerRequest struct {
 // retryRequest is the body of POST /api/v1/runs/{id}/retry.
 type retryRequest struct {
 	Parameters map[string]json.RawMessage `json:"parameters"`
+	// FromFailedStep reuses the steps that succeeded and starts the new
+	// run at the first that did not (multi-step jobs).
+	FromFailedStep bool `json:"fromFailedStep"`
 }
 
 // checkIdempotencyKey validates a key: at most MaxIdempotencyKey visible
@@ -86,17 +109,41 @@ func checkIdempotencyKey(k string) error {
 	return nil
 }
 
+// resolveJob resolves every processor a run of j uses (each step's and the
+// post-processor), for preview or not.
+func (s *Server) resolveJob(j *definitions.Job, preview bool) error {
+	steps := j.RunSteps()
+	var last *definitions.Connection
+	for _, st := range steps {
+		conn, ok := s.defs().Connection(st.Connection)
+		if !ok {
+			return fmt.Errorf("job %s: connection %q is not defined", j.Name, st.Connection)
+		}
+		if _, err := s.cfg.Registry.Resolve(st.Processor, conn.Type, preview); err != nil {
+			return err
+		}
+		last = conn
+	}
+	if j.PostProcessor != "" && last != nil {
+		if _, err := s.cfg.Registry.Resolve(j.PostProcessor, last.Type, preview); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkRunnable refuses, before anything is stored, a run whose processor
-// cannot run here (or cannot preview).
+// (any step's) cannot run here (or cannot preview).
 func (s *Server) checkRunnable(j *definitions.Job, preview bool) error {
 	if s.cfg.Registry == nil {
 		return nil
 	}
-	conn, ok := s.defs().Connection(j.Connection)
-	if !ok {
-		return errorf(KindConflict, "job_not_runnable", "job %s: connection %q is not defined", j.Name, j.Connection)
+	for _, st := range j.RunSteps() {
+		if _, ok := s.defs().Connection(st.Connection); !ok {
+			return errorf(KindConflict, "job_not_runnable", "job %s: connection %q is not defined", j.Name, st.Connection)
+		}
 	}
-	_, err := s.cfg.Registry.Resolve(j.Processor, conn.Type, preview)
+	err := s.resolveJob(j, preview)
 	switch {
 	case err == nil:
 		return nil
@@ -313,7 +360,15 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, _ principal) err
 	if err != nil {
 		return storeError(err)
 	}
-	v := runView{Run: run, Attempts: attemptViews(atts)}
+	steps, err := s.cfg.Store.Steps(r.Context(), id)
+	if err != nil {
+		return storeError(err)
+	}
+	kids, err := s.cfg.Store.Children(r.Context(), id)
+	if err != nil {
+		return storeError(err)
+	}
+	v := runView{Run: run, Attempts: attemptViews(atts), Steps: steps, Children: childViews(kids)}
 	if v.Attempts == nil {
 		v.Attempts = []attemptView{}
 	}
@@ -587,7 +642,7 @@ func (s *Server) retryRun(w http.ResponseWriter, r *http.Request, p principal) e
 	if err := decodeJSON(w, r, &req, true); err != nil {
 		return err
 	}
-	e, err := s.retry(r.Context(), id, req.Parameters, p)
+	e, err := s.retry(r.Context(), id, req.Parameters, req.FromFailedStep, p)
 	if err != nil {
 		return err
 	}
@@ -595,8 +650,9 @@ func (s *Server) retryRun(w http.ResponseWriter, r *http.Request, p principal) e
 	return nil
 }
 
-// retry enqueues a retry of run id (see retryParams for overrides).
-func (s *Server) retry(ctx context.Context, id int64, overrides map[string]json.RawMessage, p principal) (*jobs.Enqueued, error) {
+// retry enqueues a retry of run id (see retryParams for overrides), from
+// its failed step when fromFailedStep is set.
+func (s *Server) retry(ctx context.Context, id int64, overrides map[string]json.RawMessage, fromFailedStep bool, p principal) (*jobs.Enqueued, error) {
 	run, err := s.cfg.Store.Get(ctx, id)
 	if err != nil {
 		return nil, storeError(err)
@@ -615,8 +671,11 @@ func (s *Server) retry(ctx context.Context, id int64, overrides map[string]json.
 	if err := s.checkRunnable(j, run.Preview); err != nil {
 		return nil, err
 	}
-	e, err := s.cfg.Store.RetryOf(ctx, j, id, params, p.who())
-	if err != nil {
+	e, err := s.cfg.Store.Retry(ctx, j, id, jobs.RetryOptions{Params: params, Who: p.who(), FromFailedStep: fromFailedStep})
+	switch {
+	case errors.Is(err, jobs.ErrNoFailedStep) || errors.Is(err, jobs.ErrStepsChanged):
+		return nil, &Error{Kind: KindConflict, Code: "no_failed_step", Message: strings.TrimPrefix(err.Error(), "jobs: "), Err: err}
+	case err != nil:
 		return nil, storeError(err)
 	}
 	if e.Created {

@@ -88,7 +88,14 @@ var templateFuncs = template.FuncMap{
 	},
 	"dur":   fmtDuration,
 	"final": func(st jobs.Status) bool { return st.Final() },
-	"role":  func(p *principal, role string) bool { r, _ := ParseRole(role); return p != nil && p.Role >= r },
+	"inc":   func(i int) int { return i + 1 },
+	"stepDur": func(st jobs.RunStep) string {
+		if st.StartedAt == nil || st.FinishedAt == nil {
+			return ""
+		}
+		return fmtDuration(st.FinishedAt.Sub(*st.StartedAt))
+	},
+	"role": func(p *principal, role string) bool { r, _ := ParseRole(role); return p != nil && p.Role >= r },
 }
 
 // fmtDuration formats d for people: "850ms", "12.3s", "4m05s", "2h03m".
@@ -649,6 +656,12 @@ type runData struct {
 	Duration   string
 	Retry      *runForm
 	CanOperate bool
+	// Steps are a multi-step run's steps; FailedStep is set when a retry
+	// may start from the failed step. Children are the runs its links
+	// started.
+	Steps      []jobs.RunStep
+	FailedStep bool
+	Children   []jobs.Run
 }
 
 type kv struct{ Key, Value string }
@@ -700,8 +713,22 @@ func (s *Server) runPageData(ctx context.Context, sess *session, id int64, retry
 	if err != nil {
 		return pageData{}, storeError(err)
 	}
+	steps, err := s.cfg.Store.Steps(ctx, id)
+	if err != nil {
+		return pageData{}, storeError(err)
+	}
+	kids, err := s.cfg.Store.Children(ctx, id)
+	if err != nil {
+		return pageData{}, storeError(err)
+	}
 	data := runData{Run: run, Attempts: attemptViews(atts), Duration: runDuration(run, s.cfg.Now()),
-		CanOperate: sess.who.Role >= RoleOperator}
+		CanOperate: sess.who.Role >= RoleOperator, Steps: steps, Children: kids}
+	for _, st := range steps {
+		if st.Status != jobs.StepSucceeded && st.Status != jobs.StepReused {
+			data.FailedStep = run.Status.Final()
+			break
+		}
+	}
 	if len(lines) > runPageLogLines {
 		lines, data.MoreLogs = lines[:runPageLogLines], true
 	}
@@ -834,7 +861,7 @@ func (s *Server) runRetrySubmit(w http.ResponseWriter, r *http.Request, sess *se
 			b, _ := json.Marshal(v)
 			overrides[p.Name] = b
 		}
-		e, err := s.retry(r.Context(), id, overrides, sess.who)
+		e, err := s.retry(r.Context(), id, overrides, r.PostForm.Get("fromFailedStep") == "true", sess.who)
 		if err != nil {
 			ae := asError(err)
 			if ae.Kind != KindInvalid {
@@ -850,7 +877,7 @@ func (s *Server) runRetrySubmit(w http.ResponseWriter, r *http.Request, sess *se
 		}
 		return redirectRun(w, r, e)
 	}
-	e, err := s.retry(r.Context(), id, nil, sess.who)
+	e, err := s.retry(r.Context(), id, nil, r.PostForm.Get("fromFailedStep") == "true", sess.who)
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,16 @@ jobs:
       - {name: At, type: datetime}
       - {name: Kind, type: enum, values: [a, b], required: true}
       - {name: Note, type: string, max: 20}
+  - name: Multi
+    connection: local
+    parameters:
+      - {name: SleepMs, type: int}
+    links:
+      - job: Noop
+        parameters: {SleepMs: "${param.SleepMs}"}
+    steps:
+      - {name: first, processor: Noop}
+      - {name: second, processor: Noop}
 `
 
 // envOptions tune newEnv.

@@ -155,4 +155,8 @@ func TestOpenAPISchemas(t *testing.T) {
 	require.Equal(t, doc.props(t, "Schedule"), jsonKeys(t, jv.Schedule))
 	existing := true
 	require.Equal(t, doc.props(t, "TriggeredRun"), jsonKeys(t, runView{Run: run, Existing: &existing, ExistingReason: "active"}))
+	from := int64(1)
+	st := jobs.RunStep{SkippedFromRunID: &from, StartedAt: &now, FinishedAt: &now, ErrorCode: "E", ErrorMessage: "m"}
+	require.Equal(t, doc.props(t, "RunStep"), jsonKeys(t, st))
+	require.Equal(t, doc.props(t, "ChildRun"), jsonKeys(t, childView{}))
 }

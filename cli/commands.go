@@ -67,6 +67,7 @@ type jobView struct {
 	UniqueBy    []string           `json:"uniqueBy,omitempty"`
 	Timeout     string             `json:"timeout"`
 	Steps       []definitions.Step `json:"steps,omitempty"`
+	Links       []definitions.Link `json:"links,omitempty"`
 }
 
 type paramView struct {
@@ -93,7 +94,7 @@ type retryView struct {
 
 func viewJob(j *definitions.Job, now time.Time) jobView {
 	v := jobView{Name: j.Name, Description: j.Description, Connection: j.Connection, Processor: j.Processor,
-		Source: j.Pos, Version: j.Version, UniqueBy: j.UniqueBy, Timeout: j.Timeout.D().String(), Steps: j.Steps,
+		Source: j.Pos, Version: j.Version, UniqueBy: j.UniqueBy, Timeout: j.Timeout.D().String(), Steps: j.Steps, Links: j.Links,
 		Retry:      retryView{MaxAttempts: j.Retry.MaxAttempts, Initial: j.Retry.Initial.D().String(), Max: j.Retry.Max.D().String()},
 		Parameters: []paramView{}}
 	for _, p := range j.Parameters {
@@ -268,20 +269,50 @@ func (a *app) printRun(cmd *cobra.Command, r *jobs.Run, asJSON bool) error {
 	if err != nil {
 		return err
 	}
+	steps, err := a.store.Steps(cmd.Context(), r.ID)
+	if err != nil {
+		return err
+	}
+	children, err := a.store.Children(cmd.Context(), r.ID)
+	if err != nil {
+		return err
+	}
 	if asJSON {
+		type childView struct {
+			ID      int64       `json:"id"`
+			Job     string      `json:"job"`
+			Status  jobs.Status `json:"status"`
+			Preview bool        `json:"preview"`
+		}
+		kids := make([]childView, 0, len(children))
+		for _, c := range children {
+			kids = append(kids, childView{c.ID, c.Job, c.Status, c.Preview})
+		}
 		return writeJSON(a.stdout, struct {
 			*jobs.Run
 			Attempts []jobs.Attempt `json:"attempts"`
-		}{r, attempts})
+			Steps    []jobs.RunStep `json:"steps,omitempty"`
+			Children []childView    `json:"children"`
+		}{r, attempts, steps, kids})
 	}
 	w := a.stdout
-	fmt.Fprintf(w, "run %d  %s  %s\n", r.ID, r.Job, strings.ToUpper(string(r.Status)))
+	title := fmt.Sprintf("run %d  %s  %s", r.ID, r.Job, strings.ToUpper(string(r.Status)))
+	if r.Preview {
+		title += "  [PREVIEW]"
+	}
+	fmt.Fprintln(w, title)
 	fmt.Fprintf(w, "  parameters:  %s\n", string(r.Parameters))
 	by := r.TriggeredBy
 	if by == "" {
 		by = "-"
 	}
 	fmt.Fprintf(w, "  trigger:     %s by %s\n", r.TriggerKind, by)
+	if r.ParentRunID != nil {
+		fmt.Fprintf(w, "  parent:      run %d (started by its link)\n", *r.ParentRunID)
+	}
+	if r.RetryOfRunID != nil {
+		fmt.Fprintf(w, "  retry of:    run %d\n", *r.RetryOfRunID)
+	}
 	if r.Preview {
 		fmt.Fprintf(w, "  preview:     yes (the ERP was not changed)\n")
 	}
@@ -309,8 +340,41 @@ func (a *app) printRun(cmd *cobra.Command, r *jobs.Run, asJSON bool) error {
 	if r.Result != "" {
 		fmt.Fprintf(w, "  result:      %s\n", string(r.Result))
 	}
+	if len(steps) > 0 {
+		fmt.Fprintf(w, "  steps:\n")
+		for _, st := range steps {
+			line := fmt.Sprintf("    %d. %-16s %-10s %-9s attempts %d  read %d, changed %d, errors %d, warnings %d", st.StepIndex+1, st.Name,
+				st.Processor, st.Status, st.Attempts, st.RecordsRead, st.RecordsChanged, st.RecordErrors, st.RecordWarnings)
+			if st.StartedAt != nil && st.FinishedAt != nil {
+				line += fmt.Sprintf("  %s", st.FinishedAt.Sub(*st.StartedAt).Round(time.Millisecond))
+			}
+			if st.SkippedFromRunID != nil {
+				line += fmt.Sprintf("  (result of run %d)", *st.SkippedFromRunID)
+			}
+			if st.ErrorCode != "" || st.ErrorMessage != "" {
+				line += "  " + st.ErrorCode + ": " + st.ErrorMessage
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if len(children) > 0 {
+		fmt.Fprintf(w, "  linked runs:\n")
+		for _, c := range children {
+			pv := ""
+			if c.Preview {
+				pv = " (preview)"
+			}
+			fmt.Fprintf(w, "    run %d  %s  %s%s\n", c.ID, c.Job, c.Status, pv)
+		}
+	}
+	if len(attempts) > 0 {
+		fmt.Fprintf(w, "  attempt log:\n")
+	}
 	for _, at := range attempts {
 		line := fmt.Sprintf("    #%d %-13s %8s  by %s", at.Attempt, at.Status, at.Duration().Round(time.Millisecond), at.Owner)
+		if len(steps) > 0 {
+			line += fmt.Sprintf("  (ended in step %d)", at.StepIndex+1)
+		}
 		if at.ErrorCode != "" {
 			line += "  " + at.ErrorCode + ": " + at.ErrorMessage
 		}
@@ -368,11 +432,25 @@ func (a *app) runsCommand() *cobra.Command {
 				return writeJSON(a.stdout, runs)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tJOB\tSTATUS\tATTEMPTS\tTRIGGER\tCREATED\tPARAMETERS\tERROR")
+			fmt.Fprintln(tw, "ID\tJOB\tSTATUS\tATTEMPTS\tTRIGGER\tCREATED\tPARAMETERS\tERROR\tFLAGS")
 			for _, r := range runs {
 				errText := r.ErrorCode
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", r.ID, r.Job, r.Status, r.AttemptsUsed(), r.MaxAttempts,
+				var flags []string
+				if r.Preview {
+					flags = append(flags, "preview")
+				}
+				if r.ParentRunID != nil {
+					flags = append(flags, fmt.Sprintf("parent=%d", *r.ParentRunID))
+				}
+				if r.RetryOfRunID != nil {
+					flags = append(flags, fmt.Sprintf("retry-of=%d", *r.RetryOfRunID))
+				}
+				line := fmt.Sprintf("%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s", r.ID, r.Job, r.Status, r.AttemptsUsed(), r.MaxAttempts,
 					r.TriggerKind, r.CreatedAt.Format("2006-01-02 15:04:05"), truncate(string(r.Parameters), 60), errText)
+				if len(flags) > 0 { // preview, parent=ID (linked run), retry-of=ID
+					line += "\t" + strings.Join(flags, ",")
+				}
+				fmt.Fprintln(tw, line)
 			}
 			return tw.Flush()
 		},

@@ -119,13 +119,19 @@ exit 0 on success, 1 on failure.`,
 
 func (a *app) runsRetryCommand() *cobra.Command {
 	var (
-		params []string
-		asJSON bool
+		params         []string
+		asJSON         bool
+		fromFailedStep bool
 	)
 	cmd := &cobra.Command{
-		Use:   "retry ID [--param NAME=VALUE]...",
+		Use:   "retry ID [--param NAME=VALUE]... [--from-failed-step]",
 		Short: "Queue a new run repeating a finished run (same parameters unless overridden)",
-		Args:  wrapArgs(cobra.ExactArgs(1)),
+		Long: `Queue a new run repeating a finished run, linked to it (retry of). With
+--from-failed-step (multi-step jobs), the new run reuses the recorded
+results of the steps that succeeded before the first step that did not,
+and starts at that step; the reused steps show as "reused" with the run
+whose result they hand on.`,
+		Args: wrapArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			id, err := parseID(args[0])
@@ -170,9 +176,15 @@ func (a *app) runsRetryCommand() *cobra.Command {
 				}
 				values = vals
 			}
-			enq, err := s.RetryOf(ctx, job, id, values, cliUser())
+			if _, _, err := a.executor().Resolve(job, orig.Preview); err != nil {
+				return usageError{err}
+			}
+			enq, err := s.Retry(ctx, job, id, jobs.RetryOptions{Params: values, Who: cliUser(), FromFailedStep: fromFailedStep})
 			if errors.Is(err, jobs.ErrNotFinished) {
 				return failedError{fmt.Sprintf("run %d has not finished; cancel it first or wait", id)}
+			}
+			if errors.Is(err, jobs.ErrNoFailedStep) || errors.Is(err, jobs.ErrStepsChanged) {
+				return failedError{err.Error()}
 			}
 			if err != nil {
 				return err
@@ -181,7 +193,11 @@ func (a *app) runsRetryCommand() *cobra.Command {
 				return writeJSON(a.stdout, enq.Run)
 			}
 			if enq.Created {
-				fmt.Fprintf(a.stdout, "run %d queued (retry of run %d); `jobrunner serve` workers will run it\n", enq.Run.ID, id)
+				from := ""
+				if fromFailedStep {
+					from = " from its failed step"
+				}
+				fmt.Fprintf(a.stdout, "run %d queued (retry of run %d%s); `jobrunner serve` workers will run it\n", enq.Run.ID, id, from)
 			} else {
 				fmt.Fprintf(a.stdout, "run %d is already active for these parameters (%s)\n", enq.Run.ID, enq.Run.Status)
 			}
@@ -190,6 +206,7 @@ func (a *app) runsRetryCommand() *cobra.Command {
 	}
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "override a parameter NAME=VALUE (repeatable)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the new run as JSON")
+	cmd.Flags().BoolVar(&fromFailedStep, "from-failed-step", false, "reuse the steps that succeeded and start at the first that did not (multi-step jobs)")
 	return cmd
 }
 

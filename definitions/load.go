@@ -731,7 +731,7 @@ func (l *loader) job(n *yaml.Node, path string) (*Job, bool) {
 		case "settings":
 			j.Settings, good = l.settings(v, fp)
 		case "notify":
-			j.Notify, good = l.notify(v, fp)
+			j.Notify, good = l.notify(k, v, fp)
 		}
 		if !good {
 			j.src.markBad(key)

@@ -54,6 +54,11 @@ type Executor struct {
 	// Observer receives metrics; may be nil.
 	Observer Observer
 
+	// quietSuccess drops the stored start line of a quick, clean success
+	// (its attempt row says it all): set by a Pool, where one log row less
+	// per run is throughput; `jobrunner run` keeps it.
+	quietSuccess bool
+
 	// finish records one outcome; nil means Store.Finish. A Pool sets it
 	// to its group-committing completer.
 	finish func(ctx context.Context, c *Claim, f Finish) error
@@ -94,19 +99,54 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// Resolve finds the processor that runs job (for preview or not), so that
-// a run that cannot run is refused before it is recorded.
+// Resolve finds the processors that run job (for preview or not) — every
+// step's, and the post-processor — so that a run that cannot run is
+// refused before it is recorded. It returns the first step's processor and
+// connection. A preview of a job with a step (or post-processor) that does
+// not support preview fails with an error wrapping
+// processors.ErrPreviewUnsupported.
 func (e *Executor) Resolve(job *definitions.Job, preview bool) (processors.Processor, *definitions.Connection, error) {
-	defs := e.Definitions()
-	conn, ok := defs.Connection(job.Connection)
-	if !ok {
-		return nil, nil, fmt.Errorf("job %s: connection %q is not defined", job.Name, job.Connection)
-	}
-	p, err := e.Registry.Resolve(job.Processor, conn.Type, preview)
+	plan, err := e.plan(job, preview)
 	if err != nil {
-		return nil, nil, fmt.Errorf("job %s: %w", job.Name, err)
+		return nil, nil, err
 	}
-	return p, conn, nil
+	return plan[0].proc, plan[0].conn, nil
+}
+
+// stepPlan is one step of a run as the executor runs it.
+type stepPlan struct {
+	def  definitions.Step
+	proc processors.Processor
+	conn *definitions.Connection
+}
+
+// plan resolves every step of job (a one-step job has one, unnamed).
+func (e *Executor) plan(job *definitions.Job, preview bool) ([]stepPlan, error) {
+	defs := e.Definitions()
+	steps := job.RunSteps()
+	out := make([]stepPlan, len(steps))
+	for i, st := range steps {
+		what := "job " + job.Name
+		if len(job.Steps) > 0 {
+			what = fmt.Sprintf("job %s step %d (%s)", job.Name, i+1, st.Name)
+		}
+		conn, ok := defs.Connection(st.Connection)
+		if !ok {
+			return nil, fmt.Errorf("%s: connection %q is not defined", what, st.Connection)
+		}
+		p, err := e.Registry.Resolve(st.Processor, conn.Type, preview)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out[i] = stepPlan{def: st, proc: p, conn: conn}
+	}
+	if job.PostProcessor != "" {
+		last := out[len(out)-1].conn
+		if _, err := e.Registry.Resolve(job.PostProcessor, last.Type, preview); err != nil {
+			return nil, fmt.Errorf("job %s: post-processor: %w", job.Name, err)
+		}
+	}
+	return out, nil
 }
 
 // Execute runs one execution of the claimed run and records its outcome.
@@ -124,8 +164,8 @@ func (e *Executor) Execute(ctx context.Context, c *Claim) (*Finish, error) {
 	return f, nil
 }
 
-// execute runs the processor(s) and decides the outcome; it records nothing
-// but log lines.
+// execute runs the run's steps (a one-step job is one unnamed step) and
+// decides the outcome; it records nothing but log lines.
 func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 	run := c.Run
 	mirror := e.logger().WithFields(logrus.Fields{"run_id": run.ID, "job": run.Job, "attempt": run.AttemptsUsed()})
@@ -143,55 +183,359 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 	if err != nil {
 		return fail("BAD_PARAMETERS", fmt.Sprintf("stored parameters no longer fit the definition: %v", err))
 	}
-	proc, conn, err := e.Resolve(job, run.Preview)
+	plan, err := e.plan(job, run.Preview)
 	if err != nil {
-		return fail("PROCESSOR_UNAVAILABLE", err.Error())
+		return e.withLinks(job, run, params, fail("PROCESSOR_UNAVAILABLE", err.Error()), lg)
 	}
-	secrets, err := conn.ResolveSecrets(e.getenv)
-	if err != nil {
-		return fail("SECRET_MISSING", err.Error())
+	secrets := map[string]map[string]string{}
+	var all map[string]string
+	for _, sp := range plan {
+		if _, done := secrets[sp.conn.Name]; done {
+			continue
+		}
+		sec, err := sp.conn.ResolveSecrets(e.getenv)
+		if err != nil {
+			return e.withLinks(job, run, params, fail("SECRET_MISSING", err.Error()), lg)
+		}
+		secrets[sp.conn.Name] = sec
+		if len(plan) == 1 {
+			all = sec
+			break
+		}
+		if all == nil {
+			all = map[string]string{}
+		}
+		for k, v := range sec {
+			all[sp.conn.Name+"\x00"+k] = v
+		}
 	}
-	lg.red = newRedactor(secrets)
+	lg.red = newRedactor(all)
+	return e.withLinks(job, run, params, e.runSteps(parent, c, job, params, plan, secrets, lg, mirror), lg)
+}
+
+// runSteps runs the steps of one execution, from the first step that is
+// not done yet (a retried multi-step run resumes there; steps reused by a
+// retry from a failed step are done), each with the previous step's
+// recorded result as Input. It returns nil when the lease was lost.
+func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.Job, params definitions.Values, plan []stepPlan,
+	secrets map[string]map[string]string, lg *runLogger, mirror *logrus.Entry) *Finish {
+	run := c.Run
+	multi := len(job.Steps) > 0
+	var rows []RunStep
+	start := 0
+	if multi {
+		stored, err := e.Store.Steps(context.WithoutCancel(parent), run.ID)
+		if err != nil {
+			msg := "could not read the run's steps; trying again shortly: " + redactErr(err, e.Store.dsn)
+			lg.Warn(msg)
+			return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(time.Second),
+				ErrorMessage: msg, Logs: lg.take(true)}
+		}
+		rows = stepRows(run.ID, plan, stored)
+		for start < len(rows) && rows[start].done() {
+			start++
+		}
+	}
 
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	hb := &heartbeat{store: e.Store, claim: c, cancel: cancel, log: mirror, lastOK: c.Started}
-	pr := &processors.Run{
-		ID:             run.ID,
-		Job:            job,
-		Attempt:        run.AttemptsUsed(),
-		MaxAttempts:    run.MaxAttempts,
-		Params:         params,
-		Connection:     processors.Connection{Name: conn.Name, Type: conn.Type, Settings: conn.ExpandedSettings(e.getenv), Secrets: secrets},
-		Preview:        run.Preview,
-		IdempotencyKey: "jobrunner-run-" + strconv.FormatInt(run.ID, 10),
-		Log:            lg,
-		Guard:          hb.guard,
+	var (
+		pmu  sync.Mutex
+		cur  *processors.Run
+		base Progress // counts of this run's steps finished before cur
+	)
+	if multi {
+		base = stepTotals(rows)
 	}
-	hb.progress = func() Progress { return progressOf(pr) }
+	hb.progress = func() Progress {
+		pmu.Lock()
+		defer pmu.Unlock()
+		if cur == nil {
+			return base
+		}
+		p := progressOf(cur)
+		if multi {
+			p.Read, p.Changed, p.Errors, p.Warnings = p.Read+base.Read, p.Changed+base.Changed, p.Errors+base.Errors, p.Warnings+base.Warnings
+			p.Progress = stepProgress(rows, p.Progress)
+		}
+		return p
+	}
 	hb.logs = lg
-	stopHB := hb.start(ctx)
+	stopOnce := sync.OnceFunc(hb.start(ctx))
+	stopHB := stopOnce
+	defer stopHB()
 
 	timeout := job.Timeout.D()
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
-	if parent.Err() != nil { // stopping before it started: never call the ERP
+	newRun := func(i int) *processors.Run {
+		sp := plan[i]
+		pr := &processors.Run{
+			ID:             run.ID,
+			Job:            job,
+			Attempt:        run.AttemptsUsed(),
+			MaxAttempts:    run.MaxAttempts,
+			Params:         params,
+			Connection:     processors.Connection{Name: sp.conn.Name, Type: sp.conn.Type, Settings: sp.conn.ExpandedSettings(e.getenv), Secrets: secrets[sp.conn.Name]},
+			Preview:        run.Preview,
+			IdempotencyKey: "jobrunner-run-" + strconv.FormatInt(run.ID, 10),
+			Log:            lg,
+			Guard:          hb.guard,
+		}
+		if multi {
+			pr.Step, pr.StepIndex, pr.StepParams = sp.def.Name, i, sp.def.Parameters
+			pr.Params = job.StepValues(params, sp.def)
+			pr.IdempotencyKey += "-step-" + strconv.Itoa(i)
+			if i > 0 && rows[i-1].hasResult() {
+				pr.Input = json.RawMessage(rows[i-1].Result)
+			}
+		}
+		return pr
+	}
+
+	if !multi {
+		pr := newRun(0)
+		cur = pr
+		if parent.Err() != nil { // stopping before it started: never call the ERP
+			stopHB()
+			return e.decide(job, run, pr, parent.Err(), nil, true, lg, false)
+		}
+		lg.started(fmt.Sprintf("attempt %d of %d started", pr.Attempt, pr.MaxAttempts), "processor", plan[0].def.Processor, "connection", plan[0].conn.Name, "owner", c.Owner)
+		perr := callWithTimeout(ctx, timeout, plan[0].proc, pr)
+		if perr == nil && job.PostProcessor != "" {
+			perr = e.postProcess(ctx, timeout, job, plan[0].conn, pr)
+		}
 		stopHB()
-		return e.decide(job, run, pr, parent.Err(), nil, true, lg)
+		cause := context.Cause(ctx)
+		if errors.Is(cause, errLeaseGone) {
+			lg.Warn("lease lost: another instance owns this run now; nothing more is recorded for this attempt")
+			return nil
+		}
+		return e.decide(job, run, pr, perr, cause, parent.Err() != nil, lg, false)
 	}
-	lg.started(fmt.Sprintf("attempt %d of %d started", pr.Attempt, pr.MaxAttempts), "processor", job.Processor, "connection", conn.Name, "owner", c.Owner)
-	perr := callWithTimeout(ctx, timeout, proc, pr)
-	if perr == nil && job.PostProcessor != "" {
-		perr = e.postProcess(ctx, timeout, job, conn, pr)
+
+	// Multi-step.
+	var logs []LogLine
+	finish := func(f *Finish, at int) *Finish {
+		stopHB()
+		f.Logs = append(append(logs, f.Logs...), lg.take(true)...)
+		f.Steps, f.StepIndex = rows, at
+		totals := stepTotals(rows)
+		f.Progress = Progress{Progress: stepProgress(rows, 0), Read: totals.Read, Changed: totals.Changed, Errors: totals.Errors, Warnings: totals.Warnings}
+		return f
 	}
-	stopHB()
-	cause := context.Cause(ctx)
-	if errors.Is(cause, errLeaseGone) {
-		lg.Warn("lease lost: another instance owns this run now; nothing more is recorded for this attempt")
-		return nil
+	if start < len(rows) {
+		lg.started(fmt.Sprintf("attempt %d of %d started at step %d of %d (%s)", run.AttemptsUsed(), run.MaxAttempts, start+1, len(rows), rows[start].Name),
+			"owner", c.Owner)
 	}
-	return e.decide(job, run, pr, perr, cause, parent.Err() != nil, lg)
+	last := min(start, len(rows)-1)
+	for i := start; i < len(plan); i++ {
+		last = i
+		sp := plan[i]
+		row := &rows[i]
+		pr := newRun(i)
+		lg.setStep(i)
+		ran := false
+		var perr error
+		if ctx.Err() != nil { // stopping or cancelled between steps: do not start the next one
+			perr = context.Cause(ctx)
+		} else {
+			ran = true
+			lg.Info(fmt.Sprintf("step %d of %d (%s) started", i+1, len(plan), sp.def.Name), "processor", sp.def.Processor, "connection", sp.conn.Name)
+			t := time.Now().UTC()
+			pmu.Lock()
+			cur = pr
+			row.Attempts++
+			row.StartedAt, row.FinishedAt = &t, nil
+			pmu.Unlock()
+			perr = callWithTimeout(ctx, timeout, sp.proc, pr)
+			if perr == nil && i == len(plan)-1 && job.PostProcessor != "" {
+				perr = e.postProcess(ctx, timeout, job, sp.conn, pr)
+			}
+		}
+		cause := context.Cause(ctx)
+		if errors.Is(cause, errLeaseGone) {
+			stopHB()
+			lg.Warn("lease lost: another instance owns this run now; nothing more is recorded for this attempt")
+			return nil
+		}
+		sf := e.decide(job, run, pr, perr, cause, parent.Err() != nil, lg, true)
+		logs = append(logs, sf.Logs...)
+		sf.Logs = nil
+		pmu.Lock()
+		cur = nil
+		if ran {
+			t := time.Now().UTC()
+			ctr := pr.Counters()
+			row.FinishedAt = &t
+			row.RecordsRead, row.RecordsChanged, row.RecordErrors, row.RecordWarnings = ctr.Read, ctr.Changed, ctr.Errors, ctr.Warnings
+			row.ErrorCode, row.ErrorMessage = sf.ErrorCode, sf.ErrorMessage
+		}
+		switch {
+		case sf.Status == StatusSucceeded || sf.Status == StatusSucceededWithWarnings:
+			row.Status, row.Result = StepSucceeded, jsonOrNil(sf.Result)
+		case sf.Status == StatusFailed:
+			row.Status = StepFailed
+		case sf.Status == StatusCancelled:
+			row.Status = StepCancelled
+			if !ran {
+				row.Status = StepSkipped
+			}
+		default: // queued again: retry, snooze or release
+			if ran {
+				row.Status = StepQueued
+			}
+		}
+		base = stepTotals(rows)
+		pmu.Unlock()
+
+		switch {
+		case row.Status == StepSucceeded:
+			continue
+		case row.Status == StepFailed && sp.def.OnFailure == definitions.OnFailureContinue:
+			lg.Warn(fmt.Sprintf("step %d (%s) failed; its onFailure is continue, so the run goes on (the failed step counts as one record error)", i+1, sp.def.Name),
+				"code", sf.ErrorCode)
+			continue
+		}
+		if sf.Status.Final() {
+			pmu.Lock()
+			for k := i + 1; k < len(rows); k++ {
+				rows[k].Status = StepSkipped
+			}
+			pmu.Unlock()
+			if sf.Status == StatusFailed {
+				sf.ErrorMessage = fmt.Sprintf("step %d (%s): %s", i+1, sp.def.Name, sf.ErrorMessage)
+				lg.Info(fmt.Sprintf("later steps skipped: step %d (%s) failed and its onFailure is stop", i+1, sp.def.Name))
+			}
+		}
+		sf.Result = nil
+		return finish(sf, i)
+	}
+
+	// Every step ran (or was done already): the run's outcome derives from
+	// the steps' record counts, a failed step (onFailure continue) counting
+	// as one record error, under the job's maxErrors / maxWarnings.
+	f := &Finish{}
+	for k := len(rows) - 1; k >= 0; k-- {
+		if rows[k].hasResult() {
+			f.Result = []byte(rows[k].Result)
+			break
+		}
+	}
+	f = finish(f, last)
+	f.Status, f.AttemptStatus, f.ErrorCode, f.ErrorMessage = outcomeOf(job, f.Progress)
+	if f.Status == StatusFailed {
+		lg.Error(f.ErrorMessage, "code", f.ErrorCode)
+		f.Logs = append(f.Logs, lg.take(true)...)
+	}
+	return f
+}
+
+// stepRows returns the step rows of a run: those stored (from earlier
+// executions, or reused by a retry), pending rows for the others.
+func stepRows(runID int64, plan []stepPlan, stored []RunStep) []RunStep {
+	rows := make([]RunStep, len(plan))
+	for i, sp := range plan {
+		rows[i] = RunStep{RunID: runID, StepIndex: i, Name: sp.def.Name, Processor: sp.def.Processor, ConnectionName: sp.conn.Name, Status: StepPending}
+	}
+	for _, st := range stored {
+		if st.StepIndex >= 0 && st.StepIndex < len(rows) {
+			rows[st.StepIndex] = st
+		}
+	}
+	return rows
+}
+
+// stepTotals sums the record counts of a run's steps; a failed step adds
+// one record error.
+func stepTotals(rows []RunStep) Progress {
+	var p Progress
+	for _, r := range rows {
+		if r.Status == StepReused || r.Status == StepPending || r.Status == StepSkipped {
+			continue
+		}
+		p.Read += r.RecordsRead
+		p.Changed += r.RecordsChanged
+		p.Errors += r.RecordErrors
+		p.Warnings += r.RecordWarnings
+		if r.Status == StepFailed {
+			p.Errors++
+		}
+	}
+	return p
+}
+
+// stepProgress is a multi-step run's progress in percent: the steps done
+// plus the running step's own progress.
+func stepProgress(rows []RunStep, current int) int {
+	done := 0
+	for _, r := range rows {
+		if r.done() {
+			done++
+		}
+	}
+	if len(rows) == 0 {
+		return 0
+	}
+	return min(100, (done*100+min(current, 99))/len(rows))
+}
+
+// outcomeOf applies the job's maxErrors / maxWarnings to a successful
+// execution's record counts.
+func outcomeOf(job *definitions.Job, prog Progress) (Status, string, string, string) {
+	switch {
+	case job.MaxErrors >= 0 && prog.Errors > int64(job.MaxErrors):
+		return StatusFailed, AttemptFailed, "MAX_ERRORS_EXCEEDED", fmt.Sprintf("%d record errors, more than the job allows (%d)", prog.Errors, job.MaxErrors)
+	case job.MaxWarnings >= 0 && prog.Warnings > int64(job.MaxWarnings):
+		return StatusFailed, AttemptFailed, "MAX_WARNINGS_EXCEEDED", fmt.Sprintf("%d warnings, more than the job allows (%d)", prog.Warnings, job.MaxWarnings)
+	case prog.Warnings > 0 || prog.Errors > 0:
+		return StatusSucceededWithWarnings, AttemptSucceeded, "", ""
+	default:
+		return StatusSucceeded, AttemptSucceeded, "", ""
+	}
+}
+
+// withLinks adds to a final outcome the linked runs its job starts (see
+// definitions.Link); Finish enqueues them in the same transaction. Links
+// that cannot start (target gone, parameters that do not parse, processor
+// unavailable, a preview run without preview: true) are logged instead.
+func (e *Executor) withLinks(job *definitions.Job, run *Run, params definitions.Values, f *Finish, lg *runLogger) *Finish {
+	if f == nil || !f.Status.Final() || len(job.Links) == 0 || params == nil {
+		return f
+	}
+	text := params.Text()
+	defs := e.Definitions()
+	for i, lk := range job.Links {
+		if !lk.Matches(string(f.Status)) {
+			continue
+		}
+		if run.Preview && !lk.Preview {
+			lg.Info(fmt.Sprintf("linked job %s not started: this is a preview run (the link does not say preview: true)", lk.Job))
+			continue
+		}
+		target, ok := findJob(defs, lk.Job)
+		if !ok {
+			lg.Error(fmt.Sprintf("linked job %s not started: it is no longer defined", lk.Job))
+			continue
+		}
+		vals, err := target.ParseParams(lk.Expand(text))
+		if err != nil {
+			lg.Error(fmt.Sprintf("linked job %s not started: its parameters do not parse: %v", lk.Job, err))
+			continue
+		}
+		if _, _, err := e.Resolve(target, run.Preview); err != nil {
+			lg.Error(fmt.Sprintf("linked job %s not started: %v", lk.Job, err))
+			continue
+		}
+		parent := run.ID
+		f.Links = append(f.Links, NewRun{Job: target, Params: vals, Trigger: TriggerLink,
+			TriggeredBy:    fmt.Sprintf("link from run %d (%s)", run.ID, run.Job),
+			IdempotencyKey: fmt.Sprintf("link:%d:%d", run.ID, i), Preview: run.Preview, ParentRunID: &parent})
+	}
+	f.Logs = append(f.Logs, lg.take(false)...)
+	return f
 }
 
 // postProcess runs the job's post-processor with the processor's result as
@@ -248,7 +592,10 @@ func callWithTimeout(ctx context.Context, timeout time.Duration, p processors.Pr
 }
 
 // decide turns an execution's error into the recorded outcome.
-func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, perr, cause error, shutdown bool, lg *runLogger) *Finish {
+// With step set it classifies one step of a multi-step run: success is not
+// checked against maxErrors / maxWarnings (the run's totals are, once all
+// steps ran).
+func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, perr, cause error, shutdown bool, lg *runLogger, step bool) *Finish {
 	prog := progressOf(pr)
 	f := &Finish{Progress: prog}
 	finalize := func() *Finish {
@@ -295,22 +642,17 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 			return retryOrFail("BAD_RESULT", fmt.Sprintf("processor result is not JSON: %v", err), 0)
 		}
 		f.Result = res
-		switch {
-		case job.MaxErrors >= 0 && prog.Errors > int64(job.MaxErrors):
-			f.Status, f.AttemptStatus, f.ErrorCode = StatusFailed, AttemptFailed, "MAX_ERRORS_EXCEEDED"
-			f.ErrorMessage = fmt.Sprintf("%d record errors, more than the job allows (%d)", prog.Errors, job.MaxErrors)
-		case job.MaxWarnings >= 0 && prog.Warnings > int64(job.MaxWarnings):
-			f.Status, f.AttemptStatus, f.ErrorCode = StatusFailed, AttemptFailed, "MAX_WARNINGS_EXCEEDED"
-			f.ErrorMessage = fmt.Sprintf("%d warnings, more than the job allows (%d)", prog.Warnings, job.MaxWarnings)
-		case prog.Warnings > 0 || prog.Errors > 0:
-			f.Status, f.AttemptStatus = StatusSucceededWithWarnings, AttemptSucceeded
-		default:
+		if step {
 			f.Status, f.AttemptStatus = StatusSucceeded, AttemptSucceeded
+			return finalize()
 		}
+		f.Status, f.AttemptStatus, f.ErrorCode, f.ErrorMessage = outcomeOf(job, prog)
 		if f.Status == StatusFailed {
 			lg.Error(f.ErrorMessage, "code", f.ErrorCode)
 		} else if f.Status == StatusSucceeded {
-			lg.dropLoneStart()
+			if e.quietSuccess {
+				lg.dropLoneStart()
+			}
 		}
 		return finalize()
 	}

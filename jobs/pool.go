@@ -76,6 +76,7 @@ func NewPool(cfg PoolConfig) *Pool {
 	}
 	ex := *cfg.Executor
 	ex.ReleaseOnShutdown = true
+	ex.quietSuccess = true
 	if ex.Observer == nil {
 		ex.Observer = cfg.Observer
 	}
@@ -274,6 +275,9 @@ func (p *Pool) recorded(c *Claim, f *Finish, err error) {
 	case err == nil:
 		if p.ex.Observer != nil {
 			p.ex.Observer.AttemptFinished(c.Run.Job, f.AttemptStatus, f.Status, time.Since(c.Started))
+		}
+		if len(f.Links) > 0 {
+			p.Wake() // linked runs were enqueued with the outcome
 		}
 	case !errors.Is(err, ErrLeaseLost):
 		p.ex.logger().WithFields(logrus.Fields{"run_id": c.Run.ID, "job": c.Run.Job}).Errorf("outcome not recorded: %v", err)

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -46,9 +47,11 @@ func (r *redactor) redact(s string) string {
 // for the store (flushed with heartbeats and with the outcome), redacts
 // secrets, and mirrors each line to the process log with run fields.
 type runLogger struct {
-	runID, stepIndex, attempt int64
-	red                       *redactor
-	mirror                    *logrus.Entry
+	runID, attempt int64
+	// step is the index of the step being run (lines carry it).
+	step   atomic.Int64
+	red    *redactor
+	mirror *logrus.Entry
 
 	mu      sync.Mutex
 	buf     []LogLine
@@ -137,7 +140,7 @@ func (l *runLogger) line(level, msg string, kv []any, ts time.Time) LogLine {
 	if len(msg) > maxLogMessage {
 		msg = msg[:maxLogMessage] + "…(truncated)"
 	}
-	line := LogLine{RunID: l.runID, Attempt: int(l.attempt), StepIndex: int(l.stepIndex), Ts: ts, Level: level, Message: msg}
+	line := LogLine{RunID: l.runID, Attempt: int(l.attempt), StepIndex: int(l.step.Load()), Ts: ts, Level: level, Message: msg}
 	if len(kv) > 0 {
 		fields := make(map[string]string, (len(kv)+1)/2)
 		for i := 0; i < len(kv); i += 2 {
@@ -166,12 +169,15 @@ func (l *runLogger) take(final bool) []LogLine {
 	out := l.buf
 	l.buf = nil
 	if final && l.dropped > 0 {
-		out = append(out, LogLine{RunID: l.runID, Attempt: int(l.attempt), Ts: time.Now().UTC(), Level: "warn",
+		out = append(out, LogLine{RunID: l.runID, Attempt: int(l.attempt), StepIndex: int(l.step.Load()), Ts: time.Now().UTC(), Level: "warn",
 			Message: fmt.Sprintf("%d more log lines were dropped (limit %d per attempt)", l.dropped, maxLogLines)})
 		l.dropped = 0
 	}
 	return out
 }
+
+// setStep makes later lines carry step index i.
+func (l *runLogger) setStep(i int) { l.step.Store(int64(i)) }
 
 // putBack returns lines that could not be stored to the front of the
 // buffer, to be stored with the next flush.

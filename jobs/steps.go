@@ -44,7 +44,7 @@ type RunStep struct {
 	Attempts int `json:"attempts"`
 	// SkippedFromRunID names the run whose recorded result a reused step
 	// hands on (the run that produced it).
-	SkippedFromRunID *int64    `json:"skippedFromRunId,omitempty"`
+	SkippedFromRunID *int64     `json:"skippedFromRunId,omitempty"`
 	StartedAt        *time.Time `json:"startedAt,omitempty"`
 	FinishedAt       *time.Time `json:"finishedAt,omitempty"`
 	Result           JSONText   `json:"result"`
