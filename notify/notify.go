@@ -301,7 +301,7 @@ func (n *Notifier) Wake() {
 // loop calls step every PollInterval (at once again while it reports
 // more work), logging errors with backoff up to 30s.
 func (n *Notifier) loop(ctx context.Context, name string, step func(context.Context) (bool, error), wake <-chan struct{}) {
-	wait := n.cfg.PollInterval
+	var wait time.Duration
 	failures := 0
 	for {
 		more, err := step(ctx)
