@@ -208,26 +208,11 @@ Exit status: 0 the run succeeded, 1 it failed or was cancelled, 2 bad input.`,
 				}
 				defer stopDemo()
 			}
-			set, err := a.definitions()
+			job, values, err := a.prepareRun(args[0], params, preview)
 			if err != nil {
 				return err
-			}
-			job, ok := set.Job(args[0])
-			if !ok {
-				return usagef("unknown job %q (see: jobrunner definitions list)", args[0])
-			}
-			raw, err := parseKV("--param", params)
-			if err != nil {
-				return err
-			}
-			values, err := job.ParseParams(raw)
-			if err != nil {
-				return usageError{err}
 			}
 			ex := a.executor()
-			if _, _, err := ex.Resolve(job, preview); err != nil {
-				return usageError{err}
-			}
 			if _, err := a.openStore(ctx); err != nil {
 				return err
 			}
@@ -471,17 +456,9 @@ func (a *app) runsCommand() *cobra.Command {
 		Short: "Show a run: parameters, trigger, attempts, outcome, result",
 		Args:  wrapArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
+			_, r, err := a.runArg(cmd, args[0])
 			if err != nil {
 				return err
-			}
-			s, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			r, err := s.Get(cmd.Context(), id)
-			if err != nil {
-				return notFound(err)
 			}
 			return a.printRun(cmd, r, showJSON)
 		},
@@ -494,17 +471,11 @@ func (a *app) runsCommand() *cobra.Command {
 		Short: "Print a run's log lines",
 		Args:  wrapArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
+			s, r, err := a.runArg(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			s, err := a.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if _, err := s.Get(cmd.Context(), id); err != nil {
-				return notFound(err)
-			}
+			id := r.ID
 			var all []jobs.LogLine
 			var after int64
 			for {
@@ -710,4 +681,48 @@ keeps the old set running; the answer lists every problem. The bearer token
 	}
 	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:8080", "address of the serve instance")
 	return cmd
+}
+
+// prepareRun finds the job, parses its parameters from NAME=VALUE flags and
+// checks that it can run here (for preview too) — everything `run` and
+// `trigger` refuse before anything is stored (usage errors, exit 2).
+func (a *app) prepareRun(name string, params []string, preview bool) (*definitions.Job, definitions.Values, error) {
+	set, err := a.definitions()
+	if err != nil {
+		return nil, nil, err
+	}
+	job, ok := set.Job(name)
+	if !ok {
+		return nil, nil, usagef("unknown job %q (see: jobrunner definitions list)", name)
+	}
+	raw, err := parseKV("--param", params)
+	if err != nil {
+		return nil, nil, err
+	}
+	values, err := job.ParseParams(raw)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	if _, _, err := a.executor().Resolve(job, preview); err != nil {
+		return nil, nil, usageError{err}
+	}
+	return job, values, nil
+}
+
+// runArg parses a run id argument and loads the run (exit 2 for a bad id,
+// 1 for an unknown one).
+func (a *app) runArg(cmd *cobra.Command, arg string) (*jobs.Store, *jobs.Run, error) {
+	id, err := parseID(arg)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := a.openStore(cmd.Context())
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := s.Get(cmd.Context(), id)
+	if err != nil {
+		return nil, nil, notFound(err)
+	}
+	return s, r, nil
 }

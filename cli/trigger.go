@@ -31,24 +31,9 @@ exit 0 on success, 1 on failure.`,
 		Args: wrapArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			set, err := a.definitions()
+			job, values, err := a.prepareRun(args[0], params, preview)
 			if err != nil {
 				return err
-			}
-			job, ok := set.Job(args[0])
-			if !ok {
-				return usagef("unknown job %q (see: jobrunner definitions list)", args[0])
-			}
-			raw, err := parseKV("--param", params)
-			if err != nil {
-				return err
-			}
-			values, err := job.ParseParams(raw)
-			if err != nil {
-				return usageError{err}
-			}
-			if _, _, err := a.executor().Resolve(job, preview); err != nil {
-				return usageError{err}
 			}
 			s, err := a.openStore(ctx)
 			if err != nil {
