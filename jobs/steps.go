@@ -234,7 +234,7 @@ func (s *Store) insertLinks(tx *gorm.DB, c *Claim, f *Finish, now time.Time) ([]
 		}
 		err = tx.Transaction(func(sp *gorm.DB) error { return insertRun(sp, r, text, nil) })
 		if err == nil {
-			line("info", fmt.Sprintf("linked job %s started: run %d", nr.Job.Name, r.ID))
+			line("info", fmt.Sprintf("linked job %s queued: run %d", nr.Job.Name, r.ID))
 			continue
 		}
 		if !errors.Is(err, gorm.ErrDuplicatedKey) {

@@ -363,7 +363,7 @@ func TestLinkedJobs(t *testing.T) {
 			require.Equal(t, jobs.StatusQueued, kids[0].Status)
 			require.Equal(t, "Alert", kids[1].Job, "on: always")
 			require.JSONEq(t, `{"Message":"done WEB000123"}`, string(kids[1].Parameters))
-			require.Contains(t, logText(t, &env{store: s}, r.ID), fmt.Sprintf("linked job Sync started: run %d", kids[0].ID))
+			require.Contains(t, logText(t, &env{store: s}, r.ID), fmt.Sprintf("linked job Sync queued: run %d", kids[0].ID))
 			// the chain continues: the child runs and records its parent
 			c := e.execute(t, kids[0].ID)
 			require.Equal(t, jobs.StatusSucceeded, c.Status)
