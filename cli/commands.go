@@ -212,6 +212,9 @@ Exit status: 0 the run succeeded, 1 it failed or was cancelled, 2 bad input.`,
 			if err != nil {
 				return err
 			}
+			if err := a.checkSecrets(job, demo); err != nil {
+				return err
+			}
 			ex := a.executor()
 			if _, err := a.openStore(ctx); err != nil {
 				return err
@@ -725,4 +728,25 @@ func (a *app) runArg(cmd *cobra.Command, arg string) (*jobs.Store, *jobs.Run, er
 		return nil, nil, notFound(err)
 	}
 	return s, r, nil
+}
+
+// checkSecrets refuses, before anything is recorded, a run in this process
+// whose connections' secrets are not set here (`run` executes the job
+// itself; `trigger` leaves that to serve, whose environment counts).
+func (a *app) checkSecrets(job *definitions.Job, demo bool) error {
+	set := a.defs.Load()
+	for _, st := range job.RunSteps() {
+		conn, ok := set.Connection(st.Connection)
+		if !ok {
+			continue
+		}
+		if _, err := conn.ResolveSecrets(a.getenv); err != nil {
+			hint := ""
+			if !demo && conn.Name == "erp" {
+				hint = " (or add --demo to run against the built-in demo ERP)"
+			}
+			return usageError{fmt.Errorf("%w%s", err, hint)}
+		}
+	}
+	return nil
 }

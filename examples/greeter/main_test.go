@@ -130,11 +130,13 @@ func TestGreet(t *testing.T) {
 
 func TestGreetWithoutSecret(t *testing.T) {
 	t.Setenv("GREETER_KEY", "")
-	code, out, errOut := greeter(t, filepath.Join(t.TempDir(), "x.db"), "run", "Greet", "--param", "Name=Ada", "--json")
-	require.Equal(t, 1, code, "stderr: %s", errOut)
-	r := decode[run](t, out)
-	require.Equal(t, "failed", r.Status)
-	require.Equal(t, "SECRET_MISSING", r.ErrorCode)
+	db := filepath.Join(t.TempDir(), "x.db")
+	code, _, errOut := greeter(t, db, "run", "Greet", "--param", "Name=Ada", "--json")
+	require.Equal(t, 2, code, "refused before anything is recorded: %s", errOut)
+	require.Contains(t, errOut, "GREETER_KEY is not set", "names the variable, never a value")
+	code, out, errOut := greeter(t, db, "runs", "list", "--json")
+	require.Equal(t, 0, code, "stderr: %s", errOut)
+	require.Equal(t, "[]\n", out, "no run was recorded")
 }
 
 // TestBinary builds the program and runs it as a user would: the exit
