@@ -347,7 +347,7 @@ type pending struct {
 	then func(error)
 }
 
-const maxCompleteBatch = 500
+const maxCompleteBatch = 1000
 
 func (c *completer) start(n int) {
 	for i := 0; i < n; i++ {
