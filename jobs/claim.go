@@ -212,7 +212,10 @@ func (s *Store) lockLimits(tx *gorm.DB, limits map[string]int, groups map[string
 	if s.dialect == migrations.MySQL {
 		var sql strings.Builder
 		args := make([]any, 0, 2*len(names))
-		sql.WriteString("INSERT IGNORE INTO job_state (job, name, value, updated_at) VALUES ")
+		// ON DUPLICATE KEY UPDATE takes each existing row's lock exclusively,
+		// in name order (INSERT IGNORE would take a shared lock first, and
+		// two claimers upgrading it deadlock).
+		sql.WriteString("INSERT INTO job_state (job, name, value, updated_at) VALUES ")
 		for i, g := range names {
 			if i > 0 {
 				sql.WriteString(",")
@@ -220,6 +223,7 @@ func (s *Store) lockLimits(tx *gorm.DB, limits map[string]int, groups map[string
 			sql.WriteString("(?, '_claim_lock', '', ?)")
 			args = append(args, g, time.Now().UTC())
 		}
+		sql.WriteString(" ON DUPLICATE KEY UPDATE job = job")
 		if err := tx.Exec(sql.String(), args...).Error; err != nil {
 			return nil, nil, fmt.Errorf("create claim locks: %w", err)
 		}
@@ -359,7 +363,7 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var atts, logs [][]any
-		var stepRuns []int64
+		var stepRuns, requeued []int64
 		var steps []RunStep
 		for _, key := range order {
 			g := groups[key]
@@ -389,6 +393,9 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 					stepRuns = append(stepRuns, it.Claim.Run.ID)
 					steps = append(steps, stepsOf(it.Claim.Run.ID, it.Finish.Steps)...)
 				}
+				if it.Finish.Status == StatusQueued {
+					requeued = append(requeued, it.Claim.Run.ID)
+				}
 				if len(it.Finish.Links) > 0 && it.Finish.Status.Final() {
 					lines, err := s.insertLinks(tx, it.Claim, &it.Finish, now)
 					if err != nil {
@@ -408,6 +415,9 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 		}
 		if err := insertRows(tx, s.batchRows(), "run_logs", logCols, logs); err != nil {
 			return fmt.Errorf("store logs: %w", err)
+		}
+		if len(requeued) > 0 {
+			return s.cancelRequeued(tx, requeued)
 		}
 		return nil
 	})
@@ -547,7 +557,10 @@ func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
 			if r.StartedAt != nil {
 				att.StartedAt = r.StartedAt.UTC()
 			}
-			if r.AttemptsUsed() < r.MaxAttempts {
+			if r.CancelRequested {
+				upd["status"], upd["finished_at"], upd["unique_key"] = StatusCancelled, s.now(0), nil
+				upd["error_code"], upd["error_message"] = "CANCELLED", "cancelled by an operator; "+msg
+			} else if r.AttemptsUsed() < r.MaxAttempts {
 				upd["status"], upd["not_before"] = StatusQueued, now
 				att.RetryAt = &now
 			} else {

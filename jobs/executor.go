@@ -175,6 +175,11 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 		return &Finish{Status: StatusFailed, AttemptStatus: AttemptFailed, ErrorCode: code, ErrorMessage: msg, Logs: lg.take(true)}
 	}
 
+	if run.CancelRequested { // cancelled while it waited for this attempt: never call the processor
+		lg.Warn("cancelled by an operator before this attempt started")
+		return &Finish{Status: StatusCancelled, AttemptStatus: AttemptCancelled, ErrorCode: "CANCELLED",
+			ErrorMessage: "cancelled by an operator", Logs: lg.take(true)}
+	}
 	job, ok := findJob(e.Definitions(), run.Job)
 	if !ok {
 		return fail("DEFINITION_NOT_FOUND", fmt.Sprintf("job %q is no longer defined", run.Job))
@@ -765,14 +770,19 @@ func (h *heartbeat) start(ctx context.Context) (stop func()) {
 		defer wg.Done()
 		t := time.NewTicker(every)
 		defer t.Stop()
+		// Beat until the execution ends, not until its context does: a
+		// cancelled processor may take a while to stop (exec's kill
+		// grace), and its lease must not lapse meanwhile, or another
+		// instance would start the run while it still runs.
+		bctx := context.WithoutCancel(ctx)
 		for {
 			select {
 			case <-done:
 				return
-			case <-ctx.Done():
-				return
 			case <-t.C:
-				h.beat(ctx)
+				if h.beat(bctx) {
+					return // the lease is gone: nothing more to renew
+				}
 			}
 		}
 	}()
@@ -780,15 +790,16 @@ func (h *heartbeat) start(ctx context.Context) (stop func()) {
 }
 
 // beat renews the lease once; failures past the lease's safe window cancel
-// the execution (another instance may rescue the run).
-func (h *heartbeat) beat(ctx context.Context) {
+// the execution (another instance may rescue the run). It reports whether
+// the lease is gone.
+func (h *heartbeat) beat(ctx context.Context) (gone bool) {
 	bctx, cancel := context.WithTimeout(ctx, h.claim.TTL/2)
 	defer cancel()
 	if lines := h.logs.take(false); len(lines) > 0 {
 		if err := h.store.AppendLogs(bctx, h.claim, lines); err != nil {
 			if errors.Is(err, ErrLeaseLost) {
 				h.cancel(errLeaseGone)
-				return
+				return true
 			}
 			h.logs.putBack(lines)
 		}
@@ -797,6 +808,7 @@ func (h *heartbeat) beat(ctx context.Context) {
 	switch {
 	case errors.Is(err, ErrLeaseLost):
 		h.cancel(errLeaseGone)
+		return true
 	case err != nil:
 		h.log.Warnf("heartbeat failed: %v", redactErr(err, h.store.dsn))
 		h.mu.Lock()
@@ -804,6 +816,7 @@ func (h *heartbeat) beat(ctx context.Context) {
 		h.mu.Unlock()
 		if expired {
 			h.cancel(errLeaseGone)
+			return true
 		}
 	default:
 		h.mu.Lock()
@@ -813,6 +826,7 @@ func (h *heartbeat) beat(ctx context.Context) {
 			h.cancel(errCancelRequested)
 		}
 	}
+	return false
 }
 
 // guard is Run.BeforeSideEffect's check: the lease is trusted while well

@@ -251,9 +251,9 @@ func (p *Pool) execute(c *Claim) {
 		f = p.ex.execute(p.runCtx, c)
 	}
 	p.pending.Add(1)
-	p.busy.Add(-1)
-	p.signalFreed()
 	if f == nil { // lease lost: nothing to record
+		p.busy.Add(-1)
+		p.signalFreed()
 		p.recorded(c, nil, fmt.Errorf("jobs: run %d: %w", c.Run.ID, ErrLeaseLost))
 		return
 	}
@@ -262,10 +262,21 @@ func (p *Pool) execute(c *Claim) {
 			p.recorded(c, f, err)
 			return
 		}
-		// The database failed: retry (and resolve an ambiguous commit)
-		// off the completer's goroutine.
-		go func() { p.recorded(c, f, p.ex.record(p.runCtx, c, f)) }()
+		// The database failed: retry off the completer's goroutine, after
+		// checking whether the group commit landed after all (an
+		// ambiguous commit).
+		go func() {
+			if done, ferr := p.ex.Store.Finished(context.WithoutCancel(p.runCtx), c); ferr == nil && done {
+				p.recorded(c, f, nil)
+				return
+			}
+			p.recorded(c, f, p.ex.record(p.runCtx, c, f))
+		}()
 	})
+	// Free the worker only once the outcome is queued for commit: while
+	// commits stall, no more runs are claimed to wait without heartbeats.
+	p.busy.Add(-1)
+	p.signalFreed()
 }
 
 // recorded ends a claim's life in the pool once its outcome is stored (or

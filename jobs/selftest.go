@@ -41,12 +41,18 @@ func (s *Store) CheckSkipLocked(ctx context.Context) error {
 		return fmt.Errorf("jobs: SKIP LOCKED self-test: lock: %w", err)
 	}
 	var got []string
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec("SET SESSION innodb_lock_wait_timeout = 2").Error; err != nil {
+	// A short lock wait on a pinned connection, restored before it goes
+	// back to the pool: if SKIP LOCKED is not honoured the probe waits (and
+	// fails) instead of skipping.
+	err := s.db.WithContext(ctx).Connection(func(conn *gorm.DB) error {
+		if err := conn.Exec("SET SESSION innodb_lock_wait_timeout = 2").Error; err != nil {
 			return err
 		}
-		return tx.Table("job_state").Select("name").Where("job = ? AND name = ?", job, name).
-			Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"}).Find(&got).Error
+		defer conn.Exec("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+		return conn.Transaction(func(tx *gorm.DB) error {
+			return tx.Table("job_state").Select("name").Where("job = ? AND name = ?", job, name).
+				Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"}).Find(&got).Error
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrSkipLockedUnsupported, err)

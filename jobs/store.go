@@ -485,8 +485,32 @@ func (s *Store) Finish(ctx context.Context, c *Claim, f Finish) error {
 				return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, err)
 			}
 		}
+		if f.Status == StatusQueued {
+			if err := s.cancelRequeued(tx, []int64{c.Run.ID}); err != nil {
+				return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, err)
+			}
+		}
 		return nil
 	})
+}
+
+// cancelRequeued ends as cancelled the runs among ids that were just put
+// back in the queue although an operator asked to cancel them while they
+// ran (the worker's heartbeat had not seen the request yet): a cancelled
+// run is never executed again.
+func (s *Store) cancelRequeued(tx *gorm.DB, ids []int64) error {
+	err := tx.Model(&Run{}).Where("id IN ? AND status = ? AND cancel_requested = ?", ids, StatusQueued, true).Updates(map[string]any{
+		"status":        StatusCancelled,
+		"finished_at":   s.now(0),
+		"updated_at":    s.now(0),
+		"unique_key":    nil,
+		"error_code":    "CANCELLED",
+		"error_message": "cancelled by an operator while it ran",
+	}).Error
+	if err != nil {
+		return fmt.Errorf("cancel requeued runs: %w", err)
+	}
+	return nil
 }
 
 // Finished reports whether c's execution was already recorded: used to
@@ -494,7 +518,8 @@ func (s *Store) Finish(ctx context.Context, c *Claim, f Finish) error {
 // without running the processor again.
 func (s *Store) Finished(ctx context.Context, c *Claim) (bool, error) {
 	var n int64
-	err := s.db.WithContext(ctx).Model(&Attempt{}).Where("run_id = ? AND attempt = ?", c.Run.ID, c.Run.Attempt).Count(&n).Error
+	err := s.db.WithContext(ctx).Model(&Attempt{}).Where("run_id = ? AND attempt = ? AND owner = ? AND status <> ?",
+		c.Run.ID, c.Run.Attempt, c.Owner, AttemptLeaseExpired).Count(&n).Error
 	if err != nil {
 		return false, fmt.Errorf("jobs: check attempt %d of run %d: %w", c.Run.Attempt, c.Run.ID, err)
 	}
@@ -601,36 +626,44 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Run, error) {
 // ErrNotFound for an unknown id.
 func (s *Store) Cancel(ctx context.Context, id int64, who string) (*Run, error) {
 	db := s.db.WithContext(ctx)
-	res := db.Model(&Run{}).Where("id = ? AND status = ?", id, StatusQueued).Updates(map[string]any{
-		"status":        StatusCancelled,
-		"finished_at":   s.now(0),
-		"updated_at":    s.now(0),
-		"unique_key":    nil,
-		"cancelled_by":  who,
-		"error_code":    "CANCELLED",
-		"error_message": "cancelled by " + orUnknown(who) + " before it started",
-	})
-	if res.Error != nil {
-		return nil, fmt.Errorf("jobs: cancel run %d: %w", id, res.Error)
-	}
-	if res.RowsAffected == 0 {
-		res = db.Model(&Run{}).Where("id = ? AND status = ?", id, StatusRunning).Updates(map[string]any{
-			"cancel_requested": true,
-			"cancelled_by":     who,
-			"updated_at":       s.now(0),
+	// A run may move between queued and running while we look; try again
+	// until one of the two updates applies or the run is final.
+	for try := 0; ; try++ {
+		res := db.Model(&Run{}).Where("id = ? AND status = ?", id, StatusQueued).Updates(map[string]any{
+			"status":        StatusCancelled,
+			"finished_at":   s.now(0),
+			"updated_at":    s.now(0),
+			"unique_key":    nil,
+			"cancelled_by":  who,
+			"error_code":    "CANCELLED",
+			"error_message": "cancelled by " + orUnknown(who) + " before it started",
 		})
 		if res.Error != nil {
 			return nil, fmt.Errorf("jobs: cancel run %d: %w", id, res.Error)
 		}
+		if res.RowsAffected == 0 {
+			res = db.Model(&Run{}).Where("id = ? AND status = ?", id, StatusRunning).Updates(map[string]any{
+				"cancel_requested": true,
+				"cancelled_by":     who,
+				"updated_at":       s.now(0),
+			})
+			if res.Error != nil {
+				return nil, fmt.Errorf("jobs: cancel run %d: %w", id, res.Error)
+			}
+		}
+		r, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case res.RowsAffected > 0:
+			return r, nil
+		case r.Status.Final():
+			return r, fmt.Errorf("jobs: cancel run %d (%s): %w", id, r.Status, ErrFinished)
+		case try >= 10:
+			return r, fmt.Errorf("jobs: cancel run %d: it kept changing status (%s); try again", id, r.Status)
+		}
 	}
-	r, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if res.RowsAffected == 0 && r.Status.Final() {
-		return r, fmt.Errorf("jobs: cancel run %d (%s): %w", id, r.Status, ErrFinished)
-	}
-	return r, nil
 }
 
 func orUnknown(who string) string {

@@ -3,6 +3,8 @@ package jobs_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,5 +241,76 @@ func TestPruneDeletesOnlyOldFinishedRuns(t *testing.T) {
 			_, err := s.Get(ctx, id)
 			require.NoError(t, err)
 		}
+	})
+}
+
+// TestCancelWhileRunningIsNeverRequeued: an operator cancels a running run
+// and, before its heartbeat sees the request, the attempt fails and asks
+// for a retry. The run must end cancelled, never run again.
+func TestCancelWhileRunningIsNeverRequeued(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		for _, batch := range []bool{false, true} {
+			enq, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Flaky"), Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+			claims, err := s.ClaimBatch(ctx, jobs.ClaimOptions{Owner: "w", Max: 1, TTL: time.Minute})
+			require.NoError(t, err)
+			require.Len(t, claims, 1)
+			_, err = s.Cancel(ctx, enq.Run.ID, "ops")
+			require.NoError(t, err)
+			retry := jobs.Finish{Status: jobs.StatusQueued, AttemptStatus: jobs.AttemptRetry, NotBefore: time.Now(), ErrorCode: "ERROR"}
+			if batch {
+				require.NoError(t, s.FinishBatch(ctx, []jobs.FinishItem{{Claim: claims[0], Finish: retry}})[0])
+			} else {
+				require.NoError(t, s.Finish(ctx, claims[0], retry))
+			}
+			r, err := s.Get(ctx, enq.Run.ID)
+			require.NoError(t, err)
+			require.Equal(t, jobs.StatusCancelled, r.Status, "batch=%t", batch)
+			require.Equal(t, "CANCELLED", r.ErrorCode)
+			again, err := s.ClaimBatch(ctx, jobs.ClaimOptions{Owner: "w", Max: 10, TTL: time.Minute})
+			require.NoError(t, err)
+			require.Empty(t, again, "a cancelled run is never claimed again")
+		}
+	})
+}
+
+// TestConcurrentLimitedClaimsDoNotDeadlock: many claimers of a job with a
+// running limit serialise on its lock row without InnoDB deadlocks.
+func TestConcurrentLimitedClaimsDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		job := e.job(t, "Flaky")
+		for i := 0; i < 40; i++ {
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+		}
+		limits, groups := map[string]int{"job:Flaky": 3}, map[string][]string{"Flaky": {"job:Flaky"}}
+		var wg sync.WaitGroup
+		errs := make(chan error, 16*10)
+		var claimed atomic.Int64
+		for w := 0; w < 16; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 10; i++ {
+					cs, err := s.ClaimBatch(ctx, jobs.ClaimOptions{Owner: "w", Max: 2, TTL: time.Minute, Limits: limits, Groups: groups})
+					if err != nil {
+						errs <- err
+					}
+					claimed.Add(int64(len(cs)))
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.EqualValues(t, 3, claimed.Load(), "never more than the limit running")
 	})
 }
