@@ -48,3 +48,27 @@ func TestGuardRefusesSideEffectAfterPause(t *testing.T) {
 	_, err = s.Heartbeat(ctx, other, Progress{})
 	require.NoError(t, err, "the new owner keeps its lease")
 }
+
+// TestStopReleasesUnconfirmedClaim: a claim whose reply was lost (its
+// commit landed) is released at stop, not left to its lease.
+func TestStopReleasesUnconfirmedClaim(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := Open(ctx, "sqlite:"+t.TempDir()+"/u.db", OpenOptions{})
+	require.NoError(t, err)
+	defer s.Close()
+	job := &definitions.Job{Name: "U", Retry: definitions.RetryPolicy{MaxAttempts: 1}}
+	enq, err := s.Enqueue(ctx, NewRun{Job: job, Trigger: TriggerAPI})
+	require.NoError(t, err)
+	p := NewPool(PoolConfig{Executor: &Executor{Store: s, Owner: "me"}})
+	claims, err := s.ClaimBatch(ctx, ClaimOptions{Owner: "me", Max: 1, TTL: time.Minute, Token: "lost-reply"})
+	require.NoError(t, err)
+	require.Len(t, claims, 1)
+
+	p.releaseUnconfirmed(p.ex.logger().WithField("t", 1), "lost-reply")
+	r, err := s.Get(ctx, enq.Run.ID)
+	require.NoError(t, err)
+	require.Equal(t, StatusQueued, r.Status)
+	require.Equal(t, 0, r.AttemptsUsed(), "released, not an attempt used")
+	require.Nil(t, r.LeaseToken)
+}

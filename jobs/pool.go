@@ -162,6 +162,11 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 	// unconfirmed is the token of the last claim that failed: its COMMIT
 	// may have reached the database all the same.
 	unconfirmed := ""
+	defer func() {
+		if unconfirmed != "" {
+			p.releaseUnconfirmed(log, unconfirmed)
+		}
+	}()
 	var (
 		limitsOf     *definitions.Set
 		cachedLimits map[string]int
@@ -228,6 +233,26 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			eager = false
 		case <-tick.C:
 			eager = true
+		}
+	}
+}
+
+// releaseUnconfirmed puts back in the queue, without using an attempt, the
+// runs of a claim whose commit was never confirmed, when the pool stops
+// before it could resolve it; otherwise they would wait for their lease
+// to lapse and lose an attempt. Best effort within 10 seconds: if the
+// database is still away, the lease-expiry rescue remains.
+func (p *Pool) releaseUnconfirmed(log *logrus.Entry, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	claims, err := p.ex.Store.ClaimsByToken(ctx, p.ex.owner(), token, p.ex.ttl())
+	if err != nil {
+		log.Warnf("stopping: an unconfirmed claim could not be resolved; its runs return when their lease lapses: %v", redactErr(err, p.ex.Store.dsn))
+		return
+	}
+	for _, c := range claims {
+		if err := p.ex.Store.Release(ctx, c, "released at shutdown before it started"); err != nil {
+			log.WithField("run_id", c.Run.ID).Warnf("stopping: release: %v", redactErr(err, p.ex.Store.dsn))
 		}
 	}
 }
