@@ -422,6 +422,10 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 		return nil
 	})
 	if errors.Is(err, errPartial) {
+		if len(items) == 1 {
+			errs[0] = fmt.Errorf("jobs: finish run %d: %w", items[0].Claim.Run.ID, ErrLeaseLost)
+			return errs
+		}
 		// Some runs were taken away: record the others one by one.
 		for i, it := range items {
 			if errs[i] == nil {

@@ -450,48 +450,7 @@ type Finish struct {
 // ErrLeaseLost (and records nothing) when the run is no longer held under
 // c's token.
 func (s *Store) Finish(ctx context.Context, c *Claim, f Finish) error {
-	if !f.Status.Final() && f.Status != StatusQueued {
-		return fmt.Errorf("jobs: finish run %d: bad status %q", c.Run.ID, f.Status)
-	}
-	now := time.Now().UTC()
-	upd, _ := s.finishUpdate(f, now)
-	att := attemptRow(c, f, now)
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&Run{}).Where("id = ? AND lease_token = ? AND status = ?", c.Run.ID, c.Token, StatusRunning).Updates(upd)
-		if res.Error != nil {
-			return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, res.Error)
-		}
-		if res.RowsAffected == 0 {
-			return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, ErrLeaseLost)
-		}
-		if err := tx.Create(&att).Error; err != nil {
-			return fmt.Errorf("jobs: finish run %d: record attempt: %w", c.Run.ID, err)
-		}
-		logs := f.Logs
-		if len(f.Links) > 0 && f.Status.Final() {
-			lines, err := s.insertLinks(tx, c, &f, now)
-			if err != nil {
-				return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, err)
-			}
-			logs = append(logs[:len(logs):len(logs)], lines...)
-		}
-		if len(logs) > 0 {
-			if err := tx.CreateInBatches(logs, s.batchRows()).Error; err != nil {
-				return fmt.Errorf("jobs: finish run %d: store logs: %w", c.Run.ID, err)
-			}
-		}
-		if f.Steps != nil {
-			if err := s.replaceSteps(tx, []int64{c.Run.ID}, stepsOf(c.Run.ID, f.Steps)); err != nil {
-				return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, err)
-			}
-		}
-		if f.Status == StatusQueued {
-			if err := s.cancelRequeued(tx, []int64{c.Run.ID}); err != nil {
-				return fmt.Errorf("jobs: finish run %d: %w", c.Run.ID, err)
-			}
-		}
-		return nil
-	})
+	return s.FinishBatch(ctx, []FinishItem{{Claim: c, Finish: f}})[0]
 }
 
 // cancelRequeued ends as cancelled the runs among ids that were just put
