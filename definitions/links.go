@@ -98,7 +98,7 @@ func (j *Job) RunSteps() []Step {
 		}
 		return out
 	}
-	return []Step{{Processor: j.Processor, Connection: j.Connection, OnFailure: OnFailureStop}}
+	return []Step{{Processor: j.Processor, Operation: j.Operation, Inputs: j.Inputs, Connection: j.Connection, OnFailure: OnFailureStop}}
 }
 
 // StepValues returns the parameters a step sees: the run's values, with

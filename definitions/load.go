@@ -543,6 +543,31 @@ func (l *loader) settings(n *yaml.Node, path string) (map[string]any, bool) {
 	return m, true
 }
 
+// positions records in src where every key below a free-form node was
+// written, as dotted paths below prefix ("operations.cancel.path",
+// "operations.cancel.outcomes[0].code"), so that checks of free-form
+// settings report the right line.
+func (l *loader) positions(n *yaml.Node, prefix string, src *source, depth int) {
+	if depth > maxSettingsDepth {
+		return
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := join(prefix, k.Value)
+			src.set(p, l.pos(k))
+			l.positions(n.Content[i+1], p, src, depth+1)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			p := index(prefix, i)
+			src.set(p, l.pos(item))
+			l.positions(item, p, src, depth+1)
+		}
+	}
+}
+
 // anyValue converts a free-form node: mappings to map[string]any, lists to
 // []any, scalars to nil, bool, int64, float64 or string by their YAML tag
 // (the text when a number does not fit).
@@ -594,15 +619,15 @@ func (l *loader) anyValue(n *yaml.Node, path string, depth int) (any, bool) {
 }
 
 var (
-	connectionKeys = []string{"name", "type", "settings", "secrets", "maxConcurrency"}
-	jobKeys        = []string{"name", "description", "type", "connection", "processor", "postProcessor",
+	connectionKeys = []string{"name", "type", "preset", "settings", "operations", "secrets", "maxConcurrency"}
+	jobKeys        = []string{"name", "description", "type", "connection", "processor", "operation", "inputs", "postProcessor",
 		"parameters", "schedule", "retry", "timeout", "concurrency", "uniqueBy", "maxErrors",
 		"maxWarnings", "steps", "links", "settings", "notify"}
 	parameterKeys   = []string{"name", "type", "prompt", "description", "required", "default", "values", "pattern", "min", "max"}
 	scheduleKeys    = []string{"cron", "timezone", "misfire"}
 	retryKeys       = []string{"maxAttempts", "initial", "max", "multiplier", "jitter", "maxSnoozes"}
 	concurrencyKeys = []string{"overlap", "maxRunning"}
-	stepKeys        = []string{"name", "processor", "connection", "parameters", "onFailure"}
+	stepKeys        = []string{"name", "processor", "operation", "inputs", "connection", "parameters", "onFailure"}
 	orderStatusKeys = []string{"mappings", "cancellableStatuses"}
 	mappingKeys     = []string{"erpStatus", "commerceStatus", "allowCancellation"}
 )
@@ -620,8 +645,14 @@ func (l *loader) connection(n *yaml.Node, path string) (*Connection, bool) {
 			c.Name, good = l.str(v, fp)
 		case "type":
 			c.Type, good = l.str(v, fp)
+		case "preset":
+			c.Preset, good = l.str(v, fp)
 		case "settings":
 			c.Settings, good = l.settings(v, fp)
+			l.positions(v, key, &c.src, 0)
+		case "operations":
+			c.Operations, good = l.settings(v, fp)
+			l.positions(v, key, &c.src, 0)
 		case "secrets":
 			c.Secrets, good = l.strMap(v, fp)
 		case "maxConcurrency":
@@ -659,6 +690,11 @@ func (l *loader) job(n *yaml.Node, path string) (*Job, bool) {
 			j.Connection, good = l.str(v, fp)
 		case "processor":
 			j.Processor, good = l.str(v, fp)
+		case "operation":
+			j.Operation, good = l.str(v, fp)
+		case "inputs":
+			j.Inputs, good = l.strMap(v, fp)
+			l.positions(v, key, &j.src, 0)
 		case "postProcessor":
 			j.PostProcessor, good = l.str(v, fp)
 		case "parameters":
@@ -821,6 +857,11 @@ func (l *loader) step(n *yaml.Node, path string) (Step, bool) {
 			st.Name, good = l.str(v, fp)
 		case "processor":
 			st.Processor, good = l.str(v, fp)
+		case "operation":
+			st.Operation, good = l.str(v, fp)
+		case "inputs":
+			st.Inputs, good = l.strMap(v, fp)
+			l.positions(v, key, &st.src, 0)
 		case "connection":
 			st.Connection, good = l.str(v, fp)
 		case "parameters":

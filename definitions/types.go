@@ -97,6 +97,13 @@ type Job struct {
 	Connection string
 	// Processor names the registered processor that does the work.
 	Processor string
+	// Operation names the connection operation the generic "http"
+	// processor runs (see the connection's Operations); "" otherwise.
+	Operation string
+	// Inputs binds operation inputs to job parameters (input name →
+	// parameter name) where they are not named alike; nil: every input
+	// binds to the parameter of its own name.
+	Inputs map[string]string
 	// PostProcessor optionally names a processor run after a successful
 	// Processor, with its result as input.
 	PostProcessor string
@@ -204,6 +211,10 @@ type Step struct {
 	Name       string
 	Processor  string
 	Connection string // default: the job's connection
+	// Operation and Inputs are as on [Job], for a step whose processor
+	// runs a connection operation.
+	Operation string
+	Inputs    map[string]string
 	// Parameters are extra fixed parameters for this step (text values).
 	Parameters map[string]string
 	OnFailure  string // OnFailureStop (default) or OnFailureContinue
@@ -217,6 +228,15 @@ type Connection struct {
 	Name string
 	// Type is "http", "exec" or a custom type registered by code.
 	Type string
+	// Preset names a built-in set of operations, outcome rules and auth
+	// the connection type ships (http: oracle-commerce, vtex,
+	// salesforce-b2c, reference-erp); "" for none. Settings and
+	// Operations written on the connection override the preset's.
+	Preset string
+	// Operations are the connection's named operations (free-form, read
+	// by the connection type; http: method, path, body, outcomes …), by
+	// name. Nil: none besides the preset's.
+	Operations map[string]any
 	// Settings are the type's settings (base URL, timeout, argv …).
 	Settings map[string]any
 	// Secrets maps a secret's name (e.g. "token") to the name of the
@@ -241,4 +261,27 @@ type Catalog interface {
 	HasConnectionType(connType string) bool
 	// Supports reports whether processor name can run on connType.
 	Supports(name, connType string) bool
+}
+
+// FieldProblem is a problem a [ConnectionChecker] found. Key is the dotted
+// path of the field below the object checked ("operations.cancel.path",
+// "settings.baseURL", "inputs.id", "operation"); validation reports it at
+// the line that field was written on.
+type FieldProblem struct {
+	Key     string
+	Message string
+}
+
+// ConnectionChecker is implemented by a [Catalog] that can check what a
+// connection type makes of its connections: their preset, settings and
+// operations, and how a job (or a step) uses them. Validation calls it
+// when the Catalog implements it.
+type ConnectionChecker interface {
+	// CheckConnection checks a connection of a known type. Keys are
+	// relative to the connection.
+	CheckConnection(c *Connection) []FieldProblem
+	// CheckUse checks a job's use of a connection by processor: use holds
+	// the processor, operation and inputs (of the job or the step). Keys
+	// are relative to the job or step.
+	CheckUse(j *Job, use Step, c *Connection) []FieldProblem
 }

@@ -156,8 +156,8 @@ func (s *Set) version(j *Job) string {
 	c.Links = linksForVersion(j.Links)
 	sort.Strings(names)
 	type conn struct {
-		Name, Type string
-		Settings   map[string]any
+		Name, Type, Preset   string
+		Settings, Operations map[string]any
 	}
 	var conns []conn
 	for i, name := range names {
@@ -165,7 +165,7 @@ func (s *Set) version(j *Job) string {
 			continue
 		}
 		if cn, ok := s.Connection(name); ok {
-			conns = append(conns, conn{cn.Name, cn.Type, cn.Settings})
+			conns = append(conns, conn{cn.Name, cn.Type, cn.Preset, cn.Settings, cn.Operations})
 		}
 	}
 	data, err := json.Marshal(struct {
@@ -280,6 +280,11 @@ func (v *validator) connection(c *Connection, path string) {
 	if !v.required(c.src, c.Pos, path, "type", c.Type) && !c.src.bad["type"] && v.c != nil && !v.c.HasConnectionType(c.Type) {
 		v.add(c.src.at("type", c.Pos), join(path, "type"), "unknown connection type %q", c.Type)
 	}
+	if ch, ok := v.c.(ConnectionChecker); ok && c.Type != "" && !c.src.bad["type"] && v.c.HasConnectionType(c.Type) {
+		for _, fp := range ch.CheckConnection(c) {
+			v.add(fieldAt(c.src, fp.Key, c.Pos), join(path, fp.Key), "%s", fp.Message)
+		}
+	}
 	names := make([]string, 0, len(c.Secrets))
 	for name := range c.Secrets {
 		names = append(names, name)
@@ -340,6 +345,37 @@ func (v *validator) procRef(src source, pos Pos, path, key, name string, conn *C
 	}
 }
 
+// fieldAt returns where the dotted key (or, when it was not written, the
+// nearest enclosing key) was written, else fallback.
+func fieldAt(src source, key string, fallback Pos) Pos {
+	for key != "" {
+		if p, ok := src.fields[key]; ok {
+			return p
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	return fallback
+}
+
+// use lets the connection type check how a job or step uses its
+// connection (operation, inputs), when the Catalog can.
+func (v *validator) use(j *Job, use Step, src source, pos Pos, path string, conn *Connection) {
+	ch, ok := v.c.(ConnectionChecker)
+	if !ok || conn == nil || src.bad["processor"] || src.bad["operation"] || src.bad["inputs"] {
+		return
+	}
+	if use.Processor != "" && !v.c.Supports(use.Processor, conn.Type) {
+		return // already reported
+	}
+	for _, fp := range ch.CheckUse(j, use, conn) {
+		v.add(fieldAt(src, fp.Key, pos), join(path, fp.Key), "%s", fp.Message)
+	}
+}
+
 func (v *validator) job(j *Job, path string) {
 	if j.Type != "" && j.Type != JobTypeExecution && !j.src.bad["type"] {
 		v.add(j.src.at("type", j.Pos), join(path, "type"), "unknown job type %q (want %s)", string(j.Type), JobTypeExecution)
@@ -350,7 +386,15 @@ func (v *validator) job(j *Job, path string) {
 	if len(j.Steps) == 0 {
 		conn = v.connRef(j.src, j.Pos, path, "connection", j.Connection, true)
 		v.procRef(j.src, j.Pos, path, "processor", j.Processor, conn, true)
+		v.use(j, Step{Processor: j.Processor, Operation: j.Operation, Inputs: j.Inputs}, j.src, j.Pos, path, conn)
 	} else {
+		if j.Operation != "" || len(j.Inputs) > 0 {
+			key := "operation"
+			if j.Operation == "" {
+				key = "inputs"
+			}
+			v.add(j.src.at(key, j.Pos), join(path, key), "a job with steps names its operations in the steps; remove %s", key)
+		}
 		conn = v.connRef(j.src, j.Pos, path, "connection", j.Connection, false)
 		if j.Processor != "" {
 			v.add(j.src.at("processor", j.Pos), join(path, "processor"), "a job with steps names its processors in the steps; remove processor")
@@ -422,6 +466,7 @@ func (v *validator) steps(j *Job, path string, jobConn *Connection) {
 			v.add(st.Pos, join(sp, "connection"), "required (neither the step nor the job names a connection)")
 		}
 		v.procRef(st.src, st.Pos, sp, "processor", st.Processor, conn, true)
+		v.use(j, st, st.src, st.Pos, sp, conn)
 		v.stepParams(j, st, sp)
 		switch st.OnFailure {
 		case "", OnFailureStop, OnFailureContinue:

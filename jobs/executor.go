@@ -278,12 +278,15 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 	newRun := func(i int) *processors.Run {
 		sp := plan[i]
 		pr := &processors.Run{
-			ID:             run.ID,
-			Job:            job,
-			Attempt:        run.AttemptsUsed(),
-			MaxAttempts:    run.MaxAttempts,
-			Params:         params,
-			Connection:     processors.Connection{Name: sp.conn.Name, Type: sp.conn.Type, Settings: sp.conn.ExpandedSettings(e.getenv), Secrets: secrets[sp.conn.Name]},
+			ID:          run.ID,
+			Job:         job,
+			Attempt:     run.AttemptsUsed(),
+			MaxAttempts: run.MaxAttempts,
+			Params:      params,
+			Connection: processors.Connection{Name: sp.conn.Name, Type: sp.conn.Type, Settings: sp.conn.ExpandedSettings(e.getenv), Secrets: secrets[sp.conn.Name],
+				Preset: sp.conn.Preset, Operations: sp.conn.Operations},
+			Operation:      sp.def.Operation,
+			Inputs:         sp.def.Inputs,
 			Preview:        run.Preview,
 			IdempotencyKey: "jobrunner-run-" + strconv.FormatInt(run.ID, 10),
 			Log:            lg,
@@ -682,7 +685,16 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		if limit <= 0 {
 			limit = 20
 		}
-		if run.Snoozes+1 > limit {
+		if out.Horizon > 0 {
+			// The wait ends when someone acts, not after N tries: keep
+			// coming back until the horizon, then fail with the code.
+			if age := time.Since(run.CreatedAt); age >= out.Horizon {
+				f.Status, f.AttemptStatus, f.ErrorCode = StatusFailed, AttemptFailed, out.Code
+				f.ErrorMessage = fmt.Sprintf("%s (still asked to come back later after %s, the horizon is %s)", msg, age.Round(time.Second), out.Horizon)
+				lg.Error(f.ErrorMessage, "code", f.ErrorCode)
+				return finalize()
+			}
+		} else if run.Snoozes+1 > limit {
 			f.Status, f.AttemptStatus, f.ErrorCode = StatusFailed, AttemptFailed, "SNOOZE_LIMIT"
 			f.ErrorMessage = fmt.Sprintf("asked to come back later %d times, the job allows %d: %s", run.Snoozes+1, limit, msg)
 			lg.Error(f.ErrorMessage, "code", f.ErrorCode)

@@ -66,6 +66,9 @@ type Outcome struct {
 	Code    string
 	Message string
 	Delay   time.Duration
+	// Horizon is a snooze's horizon ([RetryLaterError.Horizon]); 0: the
+	// job's MaxSnoozes applies.
+	Horizon time.Duration
 }
 
 // Retryable reports whether the run may be retried (OutcomeRetry or
@@ -80,11 +83,15 @@ func (o Outcome) Retryable() bool { return o.Kind == OutcomeRetry || o.Kind == O
 //   - *PermanentError: OutcomePermanent with its Code (default "PERMANENT")
 //     and Message (default err.Error()).
 //   - *CancelError: OutcomeCancelled, code "CANCELLED", its Reason.
-//   - *RetryLaterError: OutcomeSnooze, code "RETRY_LATER", Delay its After.
+//   - *RetryLaterError: OutcomeSnooze, its Code (default "RETRY_LATER"),
+//     Delay its After, its Horizon.
 //   - context.Canceled: OutcomeCancelled, code "CANCELLED".
 //   - context.DeadlineExceeded: OutcomeTimeout, code "TIMEOUT" (retryable).
-//   - *RetryError: OutcomeRetry, code "ERROR", Delay its After.
-//   - anything else: OutcomeRetry, code "ERROR", Delay 0.
+//   - *RetryError: OutcomeRetry, Delay its After.
+//   - anything else: OutcomeRetry, Delay 0.
+//
+// A retried error's code is "ERROR", or what the error names through an
+// ErrorCode() string method (found with errors.As).
 //
 // Message is err.Error() unless said otherwise.
 func Classify(err error) Outcome {
@@ -113,7 +120,10 @@ func Classify(err error) Outcome {
 	}
 	var later *RetryLaterError
 	if errors.As(err, &later) {
-		o := Outcome{Kind: OutcomeSnooze, Code: CodeRetryLater, Message: later.Reason, Delay: later.After}
+		o := Outcome{Kind: OutcomeSnooze, Code: later.Code, Message: later.Reason, Delay: later.After, Horizon: later.Horizon}
+		if o.Code == "" {
+			o.Code = CodeRetryLater
+		}
 		if o.Message == "" {
 			o.Message = msg
 		}
@@ -125,9 +135,19 @@ func Classify(err error) Outcome {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return Outcome{Kind: OutcomeTimeout, Code: CodeTimeout, Message: msg}
 	}
+	code := CodeError
+	var c coded
+	if errors.As(err, &c) && c.ErrorCode() != "" {
+		code = c.ErrorCode()
+	}
 	var retry *RetryError
 	if errors.As(err, &retry) {
-		return Outcome{Kind: OutcomeRetry, Code: CodeError, Message: msg, Delay: max(retry.After, 0)}
+		return Outcome{Kind: OutcomeRetry, Code: code, Message: msg, Delay: max(retry.After, 0)}
 	}
-	return Outcome{Kind: OutcomeRetry, Code: CodeError, Message: msg}
+	return Outcome{Kind: OutcomeRetry, Code: code, Message: msg}
 }
+
+// coded is an error that names its code (e.g. httperp.Error's
+// ERP_UNAVAILABLE or a platform's own "200100"); Classify records it for
+// retried attempts instead of "ERROR".
+type coded interface{ ErrorCode() string }

@@ -53,6 +53,15 @@ type RetryLaterError struct {
 	// After is the wanted delay; 0 uses the job's backoff.
 	After  time.Duration
 	Reason string
+	// Code is the code of what asked for it (the platform's own, e.g.
+	// VTEX "EOI011", or "HTTP_429"); recorded with the snooze. Default
+	// "RETRY_LATER".
+	Code string
+	// Horizon, when positive, replaces the job's MaxSnoozes cap: the run
+	// keeps coming back until Horizon has passed since it was created,
+	// then fails with Code and Reason. For waits that end when someone
+	// acts (an order awaiting manual authorization), not after N tries.
+	Horizon time.Duration
 }
 
 // Error describes the request.
@@ -63,6 +72,12 @@ func (e *RetryLaterError) Error() string {
 // RetryLater returns a *RetryLaterError.
 func RetryLater(after time.Duration, reason string) error {
 	return &RetryLaterError{After: after, Reason: reason}
+}
+
+// RetryLaterCode returns a *RetryLaterError that records code as what
+// caused it.
+func RetryLaterCode(after time.Duration, code, reason string) error {
+	return &RetryLaterError{After: after, Reason: reason, Code: code}
 }
 
 // RetryError is a failed attempt that consumes an attempt and asks for a

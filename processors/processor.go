@@ -48,6 +48,10 @@ type Connection struct {
 	Type     string
 	Settings map[string]any
 	Secrets  map[string]string
+	// Preset and Operations are the definition's (see
+	// definitions.Connection); read by connection types that have them.
+	Preset     string
+	Operations map[string]any
 }
 
 // Logger writes the run's log lines: each line is stored with the run, its
@@ -89,6 +93,11 @@ type Run struct {
 	MaxAttempts int
 	// Params are the run's typed parameters.
 	Params definitions.Values
+	// Operation and Inputs are the job's (or the step's) connection
+	// operation and input bindings (definitions.Job.Operation, Inputs);
+	// read by processors that run connection operations.
+	Operation string
+	Inputs    map[string]string
 	// Connection is the connection the processor works against.
 	Connection Connection
 	// Input is the result of the previous processor: the processor's

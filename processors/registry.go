@@ -102,6 +102,8 @@ type Registry struct {
 	runners map[string]*registration // by connection type
 	byName  map[string][]string      // name -> connection types with an exact registration
 	allRegs []*registration
+	// checkers by connection type, see SetChecker.
+	checkers map[string]Checker
 }
 
 // NewRegistry returns an empty Registry.

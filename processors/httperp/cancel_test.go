@@ -75,14 +75,14 @@ func TestCancelPostAnswers(t *testing.T) {
 		{name: "409 no body", status: 409, ctype: "text/plain", body: "conflict", kind: processors.OutcomePermanent, code: "ERP_CONFLICT", msg: "409 Conflict"},
 		{name: "409 echoing the token", status: 409, body: `{"code":"ORDER_STATE","message":"refused for Bearer ` + canary + `"}`, kind: processors.OutcomePermanent, code: "ORDER_STATE", msg: "[REDACTED]"},
 		{name: "423", status: 423, body: `{"code":"X","message":"Status of integrated orders cannot be changed"}`, kind: processors.OutcomePermanent, code: "STATUS_LOCKED", msg: "Status of integrated orders cannot be changed", exactBody: true},
-		{name: "425 seconds", status: 425, header: map[string]string{"Retry-After": "2"}, kind: processors.OutcomeSnooze, code: "RETRY_LATER", msg: "425 Too Early", delayMin: 2 * time.Second, delayMax: 2 * time.Second},
-		{name: "429 seconds", status: 429, header: map[string]string{"Retry-After": "7"}, kind: processors.OutcomeSnooze, code: "RETRY_LATER", msg: "429", delayMin: 7 * time.Second, delayMax: 7 * time.Second},
-		{name: "503 http date", status: 503, header: map[string]string{"Retry-After": date}, kind: processors.OutcomeSnooze, code: "RETRY_LATER", msg: "503", delayMin: 25 * time.Second, delayMax: 30 * time.Second},
-		{name: "503 no retry-after", status: 503, kind: processors.OutcomeSnooze, code: "RETRY_LATER", msg: "503"},
-		{name: "503 capped", status: 503, header: map[string]string{"Retry-After": "86400"}, kind: processors.OutcomeSnooze, code: "RETRY_LATER", delayMin: MaxRetryAfter, delayMax: MaxRetryAfter},
-		{name: "503 past date", status: 503, header: map[string]string{"Retry-After": "Mon, 02 Jan 2006 15:04:05 GMT"}, kind: processors.OutcomeSnooze, code: "RETRY_LATER"},
-		{name: "503 garbage", status: 503, header: map[string]string{"Retry-After": "soon"}, kind: processors.OutcomeSnooze, code: "RETRY_LATER"},
-		{name: "500", status: 500, body: `{"code":"BOOM","message":"database down"}`, kind: processors.OutcomeRetry, code: "ERP_UNAVAILABLE", msg: "500 Internal Server Error: database down"},
+		{name: "425 seconds", status: 425, header: map[string]string{"Retry-After": "2"}, kind: processors.OutcomeSnooze, code: "HTTP_425", msg: "425 Too Early", delayMin: 2 * time.Second, delayMax: 2 * time.Second},
+		{name: "429 seconds", status: 429, header: map[string]string{"Retry-After": "7"}, kind: processors.OutcomeSnooze, code: "HTTP_429", msg: "429", delayMin: 7 * time.Second, delayMax: 7 * time.Second},
+		{name: "503 http date", status: 503, header: map[string]string{"Retry-After": date}, kind: processors.OutcomeSnooze, code: "HTTP_503", msg: "503", delayMin: 25 * time.Second, delayMax: 30 * time.Second},
+		{name: "503 no retry-after", status: 503, kind: processors.OutcomeSnooze, code: "HTTP_503", msg: "503"},
+		{name: "503 capped", status: 503, header: map[string]string{"Retry-After": "86400"}, kind: processors.OutcomeSnooze, code: "HTTP_503", delayMin: MaxRetryAfter, delayMax: MaxRetryAfter},
+		{name: "503 past date", status: 503, header: map[string]string{"Retry-After": "Mon, 02 Jan 2006 15:04:05 GMT"}, kind: processors.OutcomeSnooze, code: "HTTP_503"},
+		{name: "503 garbage", status: 503, header: map[string]string{"Retry-After": "soon"}, kind: processors.OutcomeSnooze, code: "HTTP_503"},
+		{name: "500", status: 500, body: `{"code":"BOOM","message":"database down"}`, kind: processors.OutcomeRetry, code: "BOOM", msg: "500 Internal Server Error: database down"},
 		{name: "502 html", status: 502, ctype: "text/html", body: "<html>bad gateway</html>", kind: processors.OutcomeRetry, code: "ERP_UNAVAILABLE", msg: "502"},
 		{name: "401", status: 401, kind: processors.OutcomePermanent, code: "ERP_UNAUTHORIZED", msg: "401"},
 		{name: "400", status: 400, body: `{"code":"BAD_REASON","message":"unknown reason"}`, kind: processors.OutcomePermanent, code: "BAD_REASON", msg: "unknown reason"},
@@ -177,7 +177,7 @@ func TestGetAnswers(t *testing.T) {
 		{name: "503 on read", handler: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "3")
 			w.WriteHeader(503)
-		}, kind: processors.OutcomeSnooze, code: "RETRY_LATER", msg: "GET /orders/WEB000123 with 503"},
+		}, kind: processors.OutcomeSnooze, code: "HTTP_503", msg: "GET /orders/WEB000123 with 503"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -458,7 +458,7 @@ func TestBeforeSideEffectStopsPost(t *testing.T) {
 
 func TestClientPerConnection(t *testing.T) {
 	t.Parallel()
-	b := &base{clients: &clientCache{}}
+	b := &base{clients: &clientCache{}, specs: &specCache{}, tokens: &tokenCache{}}
 	conn := processors.Connection{Name: "erp", Settings: map[string]any{"baseURL": "http://erp.example"}}
 	get := func(c processors.Connection) any {
 		e, err := b.newERP(&processors.Run{Connection: c})

@@ -76,6 +76,10 @@ type Error struct {
 // Error returns "CODE: message".
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
+// ErrorCode returns Code: processors.Classify records it as the attempt's
+// error code.
+func (e *Error) ErrorCode() string { return e.Code }
+
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -83,17 +87,16 @@ func (e *Error) Unwrap() error { return e.Err }
 type config struct {
 	base     *url.URL
 	timeout  time.Duration
-	auth     string // "bearer", "basic" or "none"
 	headers  map[string]string
 	insecure bool
 	caFile   string
 	maxBody  int64
 }
 
-// parseConfig validates the http connection settings and secrets.
-func parseConfig(c processors.Connection) (*config, error) {
+// parseConfig validates the http connection settings (with the preset
+// applied) other than auth and operations.
+func parseConfig(s map[string]any) (*config, error) {
 	cfg := &config{timeout: DefaultTimeout, maxBody: DefaultMaxBody, headers: map[string]string{}}
-	s := c.Settings
 
 	raw, _ := s["baseURL"].(string)
 	if strings.TrimSpace(raw) == "" {
@@ -135,36 +138,6 @@ func parseConfig(c processors.Connection) (*config, error) {
 			return nil, fmt.Errorf("setting maxResponseBytes must be a positive integer, got %v", v)
 		}
 		cfg.maxBody = n
-	}
-
-	auth, _ := s["auth"].(string)
-	if v, ok := s["auth"]; ok && v != nil && auth == "" {
-		return nil, fmt.Errorf("setting auth is %T, want bearer, basic or none", v)
-	}
-	switch strings.ToLower(auth) {
-	case "":
-		switch {
-		case c.Secrets["token"] != "":
-			cfg.auth = "bearer"
-		case c.Secrets["username"] != "":
-			cfg.auth = "basic"
-		default:
-			cfg.auth = "none"
-		}
-	case "bearer":
-		if c.Secrets["token"] == "" {
-			return nil, errors.New("setting auth is bearer but the connection has no token secret")
-		}
-		cfg.auth = "bearer"
-	case "basic":
-		if c.Secrets["username"] == "" {
-			return nil, errors.New("setting auth is basic but the connection has no username secret")
-		}
-		cfg.auth = "basic"
-	case "none":
-		cfg.auth = "none"
-	default:
-		return nil, fmt.Errorf("setting auth is %q, want bearer, basic or none", auth)
 	}
 
 	if v, ok := s["headers"]; ok && v != nil {
@@ -322,7 +295,6 @@ func (c *clientCache) get(name string, settings map[string]any, cfg *config) (*h
 func newClient(cfg *config) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 16
-	tr.ResponseHeaderTimeout = cfg.timeout
 	if cfg.insecure || cfg.caFile != "" {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.insecure} //nolint:gosec // explicit opt-in setting
 		if cfg.caFile != "" {
@@ -339,8 +311,7 @@ func newClient(cfg *config) (*http.Client, error) {
 		tr.TLSClientConfig = tc
 	}
 	return &http.Client{
-		Transport: tr,
-		Timeout:   cfg.timeout,
+		Transport: tr, // each request is bounded by its own context (see call)
 		// Redirects are not followed: a redirected ERP call means a wrong
 		// baseURL, and following it could replay a POST elsewhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -349,7 +320,11 @@ func newClient(cfg *config) (*http.Client, error) {
 
 // redactor replaces secret values (and the basic-auth encoding of them)
 // in text.
-type redactor struct{ r *strings.Replacer }
+type redactor struct {
+	r       *strings.Replacer
+	secrets map[string]string
+	extra   string
+}
 
 func newRedactor(secrets map[string]string) *redactor {
 	var vals []string
@@ -362,7 +337,7 @@ func newRedactor(secrets map[string]string) *redactor {
 		vals = append(vals, base64.StdEncoding.EncodeToString([]byte(u+":"+p)))
 	}
 	if len(vals) == 0 {
-		return &redactor{}
+		return &redactor{secrets: secrets}
 	}
 	// Longest first so that a secret containing another is fully replaced.
 	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
@@ -370,7 +345,23 @@ func newRedactor(secrets map[string]string) *redactor {
 	for _, v := range vals {
 		pairs = append(pairs, v, "[REDACTED]")
 	}
-	return &redactor{r: strings.NewReplacer(pairs...)}
+	return &redactor{r: strings.NewReplacer(pairs...), secrets: secrets}
+}
+
+// with returns a redactor that also hides v (an access token).
+func (r *redactor) with(v string) *redactor {
+	if v == "" || (r != nil && r.extra == v) {
+		return r
+	}
+	secrets := map[string]string{"\x00token": v}
+	if r != nil {
+		for k, x := range r.secrets {
+			secrets[k] = x
+		}
+	}
+	n := newRedactor(secrets)
+	n.secrets, n.extra = secrets, v
+	return n
 }
 
 func (r *redactor) s(text string) string {
@@ -380,39 +371,84 @@ func (r *redactor) s(text string) string {
 	return r.r.Replace(text)
 }
 
-// erp is one run's view of the ERP: its connection, client and log.
+// erp is one run's view of the ERP: its connection, compiled spec,
+// client, token source and log.
 type erp struct {
-	onResp  func(conn string, status int)
-	cfg     *config
-	client  *http.Client
-	secrets map[string]string
-	red     *redactor
-	run     *processors.Run
+	onResp   func(conn string, status int)
+	cfg      *config
+	spec     *connSpec
+	client   *http.Client
+	tokens   *tokenSource // nil unless auth is oauth2 or login
+	tokenURL string
+	secrets  map[string]string
+	red      *redactor
+	run      *processors.Run
 }
 
-// newERP parses the run's connection and returns its ERP client. Invalid
-// settings are a permanent CodeConfig failure.
+// newERP compiles the run's connection (preset, settings, auth,
+// operations) and returns its ERP client. Invalid settings are a
+// permanent CodeConfig failure.
 func (p *base) newERP(run *processors.Run) (*erp, error) {
 	red := newRedactor(run.Connection.Secrets)
-	cfg, err := parseConfig(run.Connection)
-	if err != nil {
-		return nil, processors.Permanent(CodeConfig, red.s(fmt.Sprintf("connection %s: %v", run.Connection.Name, err)))
+	cfgErr := func(err error) error {
+		return processors.Permanent(CodeConfig, red.s(fmt.Sprintf("connection %s: %v", run.Connection.Name, err)))
 	}
-	cl, err := p.clients.get(run.Connection.Name, run.Connection.Settings, cfg)
+	settings, _, _, err := effective(run.Connection.Preset, run.Connection.Settings, nil)
 	if err != nil {
-		return nil, processors.Permanent(CodeConfig, red.s(fmt.Sprintf("connection %s: %v", run.Connection.Name, err)))
+		return nil, cfgErr(err)
 	}
-	return &erp{cfg: cfg, client: cl, secrets: run.Connection.Secrets, red: red, run: run, onResp: p.opts.OnResponse}, nil
+	spec, probs := p.specs.get(run.Connection, run.Connection.Settings)
+	if len(probs) > 0 {
+		msgs := make([]string, 0, len(probs))
+		for _, pr := range probs {
+			msgs = append(msgs, pr.Key+": "+pr.Message)
+		}
+		return nil, cfgErr(errors.New(strings.Join(msgs, "; ")))
+	}
+	cfg, err := parseConfig(settings)
+	if err != nil {
+		return nil, cfgErr(err)
+	}
+	if err := checkSecrets(spec.auth, run.Connection.Secrets); err != nil {
+		return nil, cfgErr(err)
+	}
+	cl, err := p.clients.get(run.Connection.Name, settings, cfg)
+	if err != nil {
+		return nil, cfgErr(err)
+	}
+	e := &erp{cfg: cfg, spec: spec, client: cl, secrets: run.Connection.Secrets, red: red, run: run, onResp: p.opts.OnResponse}
+	if spec.auth.kind == AuthOAuth2 || spec.auth.kind == AuthLogin {
+		v := &vars{settings: spec.settings, secrets: run.Connection.Secrets}
+		t := &tmpl{}
+		var pr problems
+		t = tmplEnv{settings: spec.settings}.compile(&pr, "settings.auth.tokenURL", spec.auth.tokenURL, escNone)
+		u, err := t.exec(v)
+		if err != nil || len(pr) > 0 {
+			return nil, cfgErr(fmt.Errorf("settings.auth.tokenURL: %v", err))
+		}
+		if strings.HasPrefix(u, "/") {
+			u = cfg.base.String() + u
+		}
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, cfgErr(fmt.Errorf("settings.auth.tokenURL %q is not an http(s) URL", u))
+		}
+		e.tokenURL = u
+		e.tokens = p.tokens.get(run.Connection.Name, spec.auth, u, run.Connection.Secrets, cl)
+	}
+	return e, nil
 }
 
-// orderPath returns the path, below the base URL, of an order (and of an
-// operation on it when op is not empty), with the order number escaped.
-func orderPath(orderNumber, op string) string {
-	p := "/orders/" + url.PathEscape(orderNumber)
-	if op != "" {
-		p += "/" + url.PathEscape(op)
+// checkSecrets reports a secret the auth needs that has no value.
+func checkSecrets(a authSpec, secrets map[string]string) error {
+	for _, n := range a.secretNames() {
+		if n == a.password { // an empty basic-auth password is allowed
+			continue
+		}
+		if secrets[n] == "" {
+			return fmt.Errorf("auth %s needs secret %s, which is not set", a.kind, n)
+		}
 	}
-	return p
+	return nil
 }
 
 // response is an ERP answer with its body read (up to the limit).
@@ -423,47 +459,46 @@ type response struct {
 	body        []byte
 }
 
-// call sends one request to the ERP. path is below the base URL and already
-// escaped; query may be nil; body, when not nil, is sent as JSON; idemKey,
-// when not empty, is sent as Idempotency-Key. It logs one line per call.
-// A network error, timeout or a body over the limit is returned as an
-// [*Error] (retryable); the answer's status is not interpreted here.
-func (e *erp) call(ctx context.Context, method, path string, query url.Values, body any, idemKey string) (*response, error) {
+// call sends one request to the ERP, bounded by the request's timeout
+// (default the connection's). It logs one line per call. A network error,
+// timeout or a body over the limit is returned as an [*Error]
+// (retryable); the answer's status is not interpreted here.
+func (e *erp) call(ctx context.Context, rq *request) (*response, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	method, path := rq.method, rq.path
 	u := e.cfg.base.String() + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
+	if len(rq.query) > 0 {
+		u += "?" + rq.query.Encode()
 	}
+	timeout := e.cfg.timeout
+	if rq.timeout > 0 {
+		timeout = rq.timeout
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("encoding %s %s request: %w", method, path, err)
-		}
-		rd = bytes.NewReader(b)
+	if rq.body != nil {
+		rd = bytes.NewReader(rq.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	req, err := http.NewRequestWithContext(cctx, method, u, rd)
 	if err != nil {
 		return nil, processors.Permanent(CodeConfig, e.red.s(fmt.Sprintf("building %s %s: %v", method, path, err)))
 	}
 	for k, v := range e.cfg.headers {
 		req.Header.Set(k, v)
 	}
+	for k, v := range rq.headers {
+		req.Header[k] = v
+	}
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
+	if rq.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if idemKey != "" {
-		req.Header.Set("Idempotency-Key", idemKey)
-	}
-	switch e.cfg.auth {
-	case "bearer":
-		req.Header.Set("Authorization", "Bearer "+e.secrets["token"])
-	case "basic":
-		req.SetBasicAuth(e.secrets["username"], e.secrets["password"])
+	if rq.idemKey != "" {
+		req.Header.Set("Idempotency-Key", rq.idemKey)
 	}
 
 	start := time.Now()
@@ -480,15 +515,16 @@ func (e *erp) call(ctx context.Context, method, path string, query url.Values, b
 		if e.onResp != nil {
 			e.onResp(e.run.Connection.Name, 0)
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
-			msg = e.red.s(fmt.Sprintf("%s %s: no answer within %s (timeout)", method, path, e.cfg.timeout))
-		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			// The run's own context ended: classify as its timeout/cancel.
 			return nil, &Error{Code: CodeUnavailable, Message: msg, Err: ctxErr}
 		}
-		return nil, &Error{Code: CodeUnavailable, Message: msg, Err: err}
+		var ne net.Error
+		if (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) {
+			msg = e.red.s(fmt.Sprintf("%s %s: no answer within %s (timeout)", method, path, timeout))
+			return nil, &Error{Code: CodeUnavailable, Message: msg}
+		}
+		return nil, &Error{Code: CodeUnavailable, Message: msg}
 	}
 	defer resp.Body.Close()
 	r := &response{status: resp.StatusCode, header: resp.Header, contentType: resp.Header.Get("Content-Type")}
@@ -607,23 +643,6 @@ func (e *erp) decode(method, path string, r *response, v any) error {
 	return nil
 }
 
-// erpMessage is the ERP's error body.
-type erpMessage struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// errorBody returns the ERP's {"code","message"} when the answer has one.
-func (e *erp) errorBody(r *response) (erpMessage, bool) {
-	var m erpMessage
-	if !isJSON(r.contentType) || json.Unmarshal(r.body, &m) != nil {
-		return m, false
-	}
-	m.Code = e.red.s(strings.TrimSpace(m.Code))
-	m.Message = e.red.s(strings.TrimSpace(m.Message))
-	return m, m.Code != "" || m.Message != ""
-}
-
 // retryAfter parses a Retry-After header: delta seconds or an HTTP date.
 // Absent, invalid or past values give 0 (use the job's backoff); values
 // are capped at MaxRetryAfter.
@@ -653,57 +672,4 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 		return 0
 	}
 	return min(d, MaxRetryAfter)
-}
-
-// classify turns a non-2xx answer into the error that says what happens
-// next; orderNumber names the order in messages ("" for a list).
-func (e *erp) classify(method, path, orderNumber string, r *response) error {
-	m, hasMsg := e.errorBody(r)
-	erpSays := ""
-	if hasMsg && m.Message != "" {
-		erpSays = ": " + m.Message
-	}
-	switch {
-	case r.status == http.StatusNotFound:
-		return processors.Permanent(CodeNotFound, e.red.s(fmt.Sprintf("order %s not found in the ERP (%s %s answered 404)", orderNumber, method, path)))
-	case r.status == http.StatusConflict:
-		if hasMsg && m.Code != "" && m.Message != "" {
-			return processors.Permanent(m.Code, m.Message)
-		}
-		code := CodeConflict
-		if m.Code != "" {
-			code = m.Code
-		}
-		msg := m.Message
-		if msg == "" {
-			msg = fmt.Sprintf("the ERP refused %s %s (409 Conflict)", method, path)
-		}
-		return processors.Permanent(code, msg)
-	case r.status == http.StatusLocked:
-		msg := m.Message
-		if msg == "" {
-			msg = fmt.Sprintf("order %s status is locked by another system (423 Locked)", orderNumber)
-		}
-		return processors.Permanent(CodeLocked, msg)
-	case r.status == http.StatusTooEarly || r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable:
-		after := retryAfter(r.header, time.Now())
-		reason := fmt.Sprintf("ERP answered %s %s with %s", method, path, statusText(r.status))
-		if after > 0 {
-			reason += fmt.Sprintf("; retry after %s", after)
-		}
-		return processors.RetryLater(after, e.red.s(reason+erpSays))
-	case r.status >= 500:
-		return &Error{Code: CodeUnavailable, Message: e.red.s(fmt.Sprintf("%s %s: ERP answered %s%s", method, path, statusText(r.status), erpSays))}
-	case r.status == http.StatusUnauthorized || r.status == http.StatusForbidden:
-		return processors.Permanent(CodeUnauthorized, e.red.s(fmt.Sprintf("%s %s: ERP refused the connection's credentials (%s)%s", method, path, statusText(r.status), erpSays)))
-	case r.status >= 400:
-		code := CodeRejected
-		if m.Code != "" {
-			code = m.Code
-		}
-		return processors.Permanent(code, e.red.s(fmt.Sprintf("%s %s: ERP answered %s%s", method, path, statusText(r.status), erpSays)))
-	case r.status >= 300:
-		return processors.Permanent(CodeConfig, fmt.Sprintf("%s %s: ERP answered %s (redirects are not followed; check baseURL)", method, path, statusText(r.status)))
-	}
-	return &Error{Code: CodeBadResponse, Message: fmt.Sprintf("%s %s: unexpected answer %s", method, path, statusText(r.status))}
 }

@@ -119,6 +119,8 @@ type Options struct {
 type base struct {
 	opts    Options
 	clients *clientCache
+	specs   *specCache
+	tokens  *tokenCache
 }
 
 func (b *base) statuses() *definitions.OrderStatusMap {
@@ -146,7 +148,7 @@ func Register(r *processors.Registry, opts Options) {
 	if opts.State == nil {
 		opts.State = &memState{}
 	}
-	b := &base{opts: opts, clients: &clientCache{}}
+	b := &base{opts: opts, clients: &clientCache{}, specs: &specCache{}, tokens: &tokenCache{}}
 	r.Register(NameOrderCancel, &orderCancel{b}, processors.ForConnectionTypes(ConnectionType), processors.WithPreview(),
 		processors.WithDescription("Cancels an order in the ERP when its mapped status allows it"))
 	r.Register(NameOrderAction, &orderAction{b}, processors.ForConnectionTypes(ConnectionType), processors.WithPreview(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -45,51 +46,55 @@ type erpOrder struct {
 	UpdatedAt   string `json:"updatedAt,omitempty"`
 }
 
-// getOrder reads one order. 404 and the other answers are classified like
-// every ERP call.
+// orderPath returns the path, below the base URL, of an order (and of an
+// operation on it when op is not empty), with the order number escaped:
+// what the reference-erp preset's operations request, for messages.
+func orderPath(orderNumber, op string) string {
+	p := "/orders/" + url.PathEscape(orderNumber)
+	if op != "" {
+		p += "/" + url.PathEscape(op)
+	}
+	return p
+}
+
+// getOrder reads one order with the connection's getOrder operation
+// (reference-erp preset: GET /orders/{orderNumber}).
 func (e *erp) getOrder(ctx context.Context, n string) (erpOrder, error) {
-	path := orderPath(n, "")
-	r, err := e.call(ctx, http.MethodGet, path, nil, nil, "")
+	a, err := e.do(ctx, "getOrder", definitions.Values{"orderNumber": n})
 	if err != nil {
 		return erpOrder{}, err // the message names the call
 	}
-	if r.status/100 != 2 {
-		return erpOrder{}, e.classify(http.MethodGet, path, n, r)
-	}
+	path := orderPath(n, "")
 	var o erpOrder
-	if err := e.decode(http.MethodGet, path, r, &o); err != nil {
+	if err := e.decode(http.MethodGet, path, a.resp, &o); err != nil {
 		return erpOrder{}, err
 	}
 	if strings.TrimSpace(o.Status) == "" {
-		return erpOrder{}, &Error{Code: CodeBadResponse, Message: fmt.Sprintf("GET %s: %s: the answer has no order status", path, statusText(r.status))}
+		return erpOrder{}, &Error{Code: CodeBadResponse, Message: fmt.Sprintf("GET %s: %s: the answer has no order status", path, statusText(a.resp.status))}
 	}
 	o.Status = e.red.s(o.Status)
 	return o, nil
 }
 
-// post sends op for order n and returns the status the ERP answered with
-// ("" when its 2xx answer has no body).
-func (e *erp) post(ctx context.Context, run *processors.Run, n, op string, body any) (string, error) {
-	if err := run.BeforeSideEffect(ctx); err != nil {
-		return "", err
+// post sends op for order n with the connection's orderAction operation
+// (reference-erp preset: POST /orders/{orderNumber}/{op}, Idempotency-Key
+// "<run key>:<op>") and returns the status the ERP answered with ("" when
+// its 2xx answer has no body).
+func (e *erp) post(ctx context.Context, n, op, reason string) (string, error) {
+	in := definitions.Values{"orderNumber": n, "op": op}
+	if reason != "" {
+		in["reason"] = reason
 	}
-	path := orderPath(n, op)
-	key := ""
-	if run.IdempotencyKey != "" {
-		key = run.IdempotencyKey + ":" + op
-	}
-	r, err := e.call(ctx, http.MethodPost, path, nil, body, key)
+	a, err := e.do(ctx, "orderAction", in)
 	if err != nil {
 		return "", err // the message names the call
 	}
-	if r.status/100 != 2 {
-		return "", e.classify(http.MethodPost, path, n, r)
-	}
+	r := a.resp
 	if r.status == http.StatusNoContent || len(strings.TrimSpace(string(r.body))) == 0 {
 		return "", nil
 	}
 	var o erpOrder
-	if err := e.decode(http.MethodPost, path, r, &o); err != nil {
+	if err := e.decode(http.MethodPost, orderPath(n, op), r, &o); err != nil {
 		return "", err
 	}
 	return e.red.s(o.Status), nil
@@ -171,7 +176,7 @@ func (b *base) cancel(ctx context.Context, run *processors.Run, e *erp, n, op st
 	if reason == "" {
 		reason = DefaultReason
 	}
-	status, err := e.post(ctx, run, n, "cancel", map[string]string{"reason": reason})
+	status, err := e.post(ctx, n, "cancel", reason)
 	if err != nil {
 		return err
 	}
@@ -224,11 +229,7 @@ func (p *orderAction) Process(ctx context.Context, run *processors.Run) error {
 		run.SetResult(res)
 		return nil
 	}
-	var body any = struct{}{}
-	if reason := run.Params.String("Reason"); reason != "" {
-		body = map[string]string{"reason": reason}
-	}
-	status, err := e.post(ctx, run, n, op, body)
+	status, err := e.post(ctx, n, op, run.Params.String("Reason"))
 	if err != nil {
 		return err
 	}

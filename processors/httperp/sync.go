@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/processors"
 )
 
@@ -79,14 +79,11 @@ func (p *orderStatusSync) Process(ctx context.Context, run *processors.Run) erro
 	sinceText := since.Format(time.RFC3339Nano)
 
 	path := "/orders"
-	q := url.Values{"updatedSince": {sinceText}}
-	r, err := e.call(ctx, http.MethodGet, path, q, nil, "")
+	a, err := e.do(ctx, "listOrders", definitions.Values{"updatedSince": sinceText})
 	if err != nil {
 		return err // the message names the call
 	}
-	if r.status/100 != 2 {
-		return e.classify(http.MethodGet, path, "", r)
-	}
+	r := a.resp
 	var body struct {
 		Orders *[]erpOrder `json:"orders"`
 	}
