@@ -72,6 +72,7 @@ type runView struct {
 	ErrorMessage string         `json:"errorMessage"`
 	MaxAttempts  int            `json:"maxAttempts"`
 	Snoozes      int            `json:"snoozes"`
+	Executions   int            `json:"executions"`
 	Attempts     []attemptView  `json:"attempts"`
 }
 

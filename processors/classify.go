@@ -91,7 +91,8 @@ func (o Outcome) Retryable() bool { return o.Kind == OutcomeRetry || o.Kind == O
 //   - anything else: OutcomeRetry, Delay 0.
 //
 // A retried error's code is "ERROR", or what the error names through an
-// ErrorCode() string method (found with errors.As).
+// ErrorCode() string method (found with errors.As); when that error also
+// has an ErrorMessage() string method, it is the message.
 //
 // Message is err.Error() unless said otherwise.
 func Classify(err error) Outcome {
@@ -139,6 +140,9 @@ func Classify(err error) Outcome {
 	var c coded
 	if errors.As(err, &c) && c.ErrorCode() != "" {
 		code = c.ErrorCode()
+		if m, ok := c.(interface{ ErrorMessage() string }); ok && m.ErrorMessage() != "" {
+			msg = m.ErrorMessage()
+		}
 	}
 	var retry *RetryError
 	if errors.As(err, &retry) {

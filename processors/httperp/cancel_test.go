@@ -112,7 +112,7 @@ func TestCancelPostAnswers(t *testing.T) {
 			o := processors.Classify(err)
 			require.Equal(t, tc.kind, o.Kind, "outcome of %v", err)
 			if tc.kind == processors.OutcomeRetry {
-				require.True(t, strings.HasPrefix(o.Message, tc.code+": "), o.Message)
+				require.Equal(t, tc.code, o.Code, o.Message)
 				var he *Error
 				require.ErrorAs(t, err, &he)
 				require.Equal(t, tc.code, he.Code)
@@ -191,7 +191,7 @@ func TestGetAnswers(t *testing.T) {
 			o := processors.Classify(err)
 			require.Equal(t, tc.kind, o.Kind, "outcome of %v", err)
 			if tc.kind == processors.OutcomeRetry {
-				require.Contains(t, o.Message, tc.code+": ")
+				require.Equal(t, tc.code, o.Code, o.Message)
 			} else {
 				require.Equal(t, tc.code, o.Code)
 			}
@@ -218,7 +218,8 @@ func TestSlowERP(t *testing.T) {
 	require.Less(t, time.Since(start), 2*time.Second)
 	o := processors.Classify(err)
 	require.True(t, o.Retryable(), "outcome %v: %v", o.Kind, err)
-	require.Contains(t, o.Message, "ERP_UNAVAILABLE: GET /orders/WEB000123: no answer within 150ms (timeout)")
+	require.Equal(t, "ERP_UNAVAILABLE", o.Code)
+	require.Contains(t, o.Message, "GET /orders/WEB000123: no answer within 150ms (timeout)")
 	require.Equal(t, 1, e.log.count("ERP call failed"))
 }
 
@@ -254,7 +255,8 @@ func TestConnectionRefused(t *testing.T) {
 	err = e.process(NameOrderCancel, run)
 	o := processors.Classify(err)
 	require.Equal(t, processors.OutcomeRetry, o.Kind, "%v", err)
-	require.True(t, strings.HasPrefix(o.Message, "ERP_UNAVAILABLE: GET /orders/WEB000123:"), o.Message)
+	require.Equal(t, "ERP_UNAVAILABLE", o.Code)
+	require.True(t, strings.HasPrefix(o.Message, "GET /orders/WEB000123:"), o.Message)
 	require.Contains(t, o.Message, "refused")
 }
 

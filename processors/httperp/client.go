@@ -80,6 +80,10 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // error code.
 func (e *Error) ErrorCode() string { return e.Code }
 
+// ErrorMessage returns Message: processors.Classify records it (without
+// the code) as the attempt's error message.
+func (e *Error) ErrorMessage() string { return e.Message }
+
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 

@@ -155,6 +155,9 @@ func Register(r *processors.Registry, opts Options) {
 		processors.WithDescription("Runs one order operation in the ERP (op: cancel, validateOrder, validatePaymentAuthorization, invalidateOrder)"))
 	r.Register(NameOrderStatusSync, &orderStatusSync{b}, processors.ForConnectionTypes(ConnectionType),
 		processors.WithDescription("Reads orders updated in the ERP since the last successful sync and maps their statuses"))
+	r.Register(NameHTTP, &generic{b}, processors.ForConnectionTypes(ConnectionType), processors.WithPreview(),
+		processors.WithDescription("Runs the job's connection operation (operation: NAME), inputs bound from its parameters"))
+	r.SetChecker(ConnectionType, checker{})
 }
 
 // orderNumber returns the OrderNumber parameter, or a permanent failure

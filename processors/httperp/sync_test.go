@@ -164,6 +164,7 @@ func TestSyncBadAnswers(t *testing.T) {
 	e := newEnv(t, Options{State: state})
 	o := processors.Classify(e.process(NameOrderStatusSync, e.run(srv.URL, definitions.Values{}, nil)))
 	require.Equal(t, processors.OutcomeRetry, o.Kind)
-	require.Contains(t, o.Message, "ERP_BAD_RESPONSE: GET /orders: 200 OK: the answer has no orders list")
+	require.Equal(t, "ERP_BAD_RESPONSE", o.Code)
+	require.Contains(t, o.Message, "GET /orders: 200 OK: the answer has no orders list")
 	require.Empty(t, state.get(NameOrderStatusSync))
 }

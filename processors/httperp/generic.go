@@ -1,0 +1,192 @@
+package httperp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/processors"
+)
+
+// NameHTTP is the generic processor that runs one connection operation
+// (the job's operation), registered by [Register].
+const NameHTTP = "http"
+
+// OperationResult is the result of the generic http processor.
+type OperationResult struct {
+	Operation string `json:"operation"`
+	// Status is the HTTP status of the answer (0 in a preview that sent
+	// nothing).
+	Status int `json:"status,omitempty"`
+	// Code and Message are the platform's, when its answer had them.
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Result holds the fields the operation extracts (or the whole JSON
+	// answer when it extracts none and it is small).
+	Result json.RawMessage `json:"result,omitempty"`
+	// Preview is true for a preview; WouldSend is the request a real run
+	// would send (without credentials).
+	Preview   bool         `json:"preview,omitempty"`
+	WouldSend *SentRequest `json:"wouldSend,omitempty"`
+	Missing   []string     `json:"missingFields,omitempty"`
+}
+
+// SentRequest describes a request without its credentials.
+type SentRequest struct {
+	Method string          `json:"method"`
+	Path   string          `json:"path"`
+	Query  string          `json:"query,omitempty"`
+	Body   json.RawMessage `json:"body,omitempty"`
+}
+
+// generic is the http processor.
+type generic struct{ *base }
+
+// Process runs the run's operation (job or step operation) with its
+// inputs bound from the run's parameters. A preview of an operation that
+// changes something sends nothing and records the request it would send;
+// a preview of a read (GET) performs it.
+func (p *generic) Process(ctx context.Context, run *processors.Run) error {
+	e, err := p.newERP(run)
+	if err != nil {
+		return err
+	}
+	name := run.Operation
+	if name == "" {
+		return processors.Permanent(CodeConfig, "processor http needs an operation: set operation on the job (or step)")
+	}
+	op := e.spec.ops[name]
+	if op == nil {
+		return processors.Permanent(CodeConfig, fmt.Sprintf("connection %s has no operation %q%s", run.Connection.Name, name, opsHint(e.spec)))
+	}
+	in, err := bindInputs(op, run)
+	if err != nil {
+		return err
+	}
+	res := OperationResult{Operation: name, Preview: run.Preview}
+	if run.Preview && op.changes {
+		req, err := e.build(op, e.vars(op, in))
+		if err != nil {
+			return err
+		}
+		sr := &SentRequest{Method: req.method, Path: req.path, Body: json.RawMessage(e.red.s(string(req.body)))}
+		if len(req.query) > 0 {
+			sr.Query = req.query.Encode()
+		}
+		if len(req.body) == 0 {
+			sr.Body = nil
+		}
+		res.WouldSend = sr
+		e.log().Info(fmt.Sprintf("preview: would send %s %s", req.method, req.path), "operation", name)
+		run.SetResult(res)
+		return nil
+	}
+	a, err := e.do(ctx, name, in)
+	if err != nil {
+		return err
+	}
+	res.Status, res.Code, res.Message, res.Result = a.resp.status, a.code, a.message, a.result
+	if miss := op.missing(a.resp); len(miss) > 0 {
+		res.Missing = miss
+		run.RecordWarning(fmt.Sprintf("operation %s: the answer has no %s", name, strings.Join(miss, ", ")), "operation", name)
+	}
+	if op.changes {
+		run.AddChanged(1)
+	} else {
+		run.AddRead(1)
+	}
+	line := fmt.Sprintf("%s: %s", name, statusText(a.resp.status))
+	if a.code != "" || a.message != "" {
+		line += strings.TrimRight(" ("+strings.TrimSpace(a.code+" "+a.message)+")", " ")
+	}
+	e.log().Info(line, "operation", name, "status", a.resp.status, "code", a.code)
+	run.SetResult(res)
+	return nil
+}
+
+// checker is the http connection type's [processors.Checker].
+type checker struct{}
+
+// CheckConnection compiles the connection's preset, settings, auth and
+// operations and reports every problem.
+func (checker) CheckConnection(c *definitions.Connection) []definitions.FieldProblem {
+	_, p := compileSpec(c.Preset, c.Settings, c.Operations, c.Secrets)
+	if len(p) > 0 {
+		return p
+	}
+	settings, _, _, _ := effective(c.Preset, c.Settings, nil)
+	if raw, ok := settings["baseURL"].(string); ok && !strings.Contains(raw, "${") {
+		if _, err := parseConfig(settings); err != nil {
+			p.add("settings", "%v", err)
+		}
+	}
+	return p
+}
+
+// refOps are the operations the reference processors call.
+var refOps = map[string][]string{
+	NameOrderCancel:     {"getOrder", "orderAction"},
+	NameOrderAction:     {"getOrder", "orderAction"},
+	NameOrderStatusSync: {"listOrders"},
+}
+
+// CheckUse checks a job's (or step's) operation and its input bindings.
+func (checker) CheckUse(j *definitions.Job, use definitions.Step, c *definitions.Connection) []definitions.FieldProblem {
+	spec, p := compileSpec(c.Preset, c.Settings, c.Operations, c.Secrets)
+	if len(p) > 0 || spec == nil {
+		return nil // reported on the connection
+	}
+	var out problems
+	if use.Processor != NameHTTP {
+		if use.Operation != "" {
+			out.add("operation", "only processor http runs an operation; processor %s does not read it", use.Processor)
+		}
+		if len(use.Inputs) > 0 {
+			out.add("inputs", "only processor http binds operation inputs; processor %s does not read them", use.Processor)
+		}
+		for _, need := range refOps[use.Processor] {
+			if spec.ops[need] == nil {
+				out.add("processor", "processor %s calls operation %s, which connection %s does not have%s (it is in preset %s)", use.Processor, need, c.Name, opsHint(spec), PresetReferenceERP)
+			}
+		}
+		return out
+	}
+	if use.Operation == "" {
+		out.add("operation", "required: processor http runs one operation of connection %s%s", c.Name, opsHint(spec))
+		return out
+	}
+	op := spec.ops[use.Operation]
+	if op == nil {
+		out.add("operation", "connection %s has no operation %q%s", c.Name, use.Operation, opsHint(spec))
+		return out
+	}
+	for _, in := range sortedKeys(use.Inputs) {
+		param := use.Inputs[in]
+		if _, ok := op.inputs[in]; !ok {
+			out.add("inputs."+in, "operation %s has no input %q%s", op.name, in, inputsHint(op.inputs))
+			continue
+		}
+		if j.Param(param) == nil {
+			out.add("inputs."+in, "job %s has no parameter %q to bind input %s to", j.Name, param, in)
+		}
+	}
+	for _, in := range sortedBoolKeys(op.inputs) {
+		if _, mapped := use.Inputs[in]; mapped {
+			continue
+		}
+		if j.Param(in) == nil && op.inputs[in] {
+			out.add("operation", "operation %s needs input %s, which no parameter provides: add parameter %s or map one (inputs: {%s: PARAMETER})", op.name, in, in, in)
+		}
+	}
+	return out
+}
+
+func sortedBoolKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return sortStrings(out)
+}
