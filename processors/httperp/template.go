@@ -272,24 +272,48 @@ func (v *vars) placeholder(name string, esc escaping, depth int) (string, error)
 		return s, nil
 	}
 	if s, ok := v.setting(name); ok {
-		if depth > 3 {
-			return s, nil
-		}
-		var ferr error
-		out := shorthand.ReplaceAllStringFunc(s, func(m string) string {
-			sub := shorthand.FindStringSubmatch(m)
-			r, err := v.placeholder(sub[2], esc, depth+1)
-			if err != nil {
-				ferr = err
+		// A setting may hold a path ("/s/-/dw/…/{site}/orders"): its own
+		// {x} are expanded (escaped like inputs) and, in a path, its text
+		// is escaped segment by segment (slashes kept).
+		var b strings.Builder
+		last := 0
+		lit := func(t string) {
+			if esc == escPath {
+				t = escapeSegments(t)
 			}
-			return sub[1] + r
-		})
-		return out, ferr
+			b.WriteString(t)
+		}
+		for _, m := range shorthand.FindAllStringSubmatchIndex(s, -1) {
+			// m[4]:m[5] is the name; the match may start with one
+			// boundary character (group 1).
+			lit(s[last:m[3]])
+			if depth > 3 {
+				lit(s[m[3]:m[1]])
+			} else {
+				r, err := v.placeholder(s[m[4]:m[5]], esc, depth+1)
+				if err != nil {
+					return "", err
+				}
+				b.WriteString(r)
+			}
+			last = m[1]
+		}
+		lit(s[last:])
+		return b.String(), nil
 	}
 	return "", fmt.Errorf("{%s} is neither an input nor a setting", name)
 }
 
 var errMissingSecret = errors.New("secret not set")
+
+// escapeSegments path-escapes each /-separated segment of t.
+func escapeSegments(t string) string {
+	parts := strings.Split(t, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
+}
 
 // exec renders t with v.
 func (t *tmpl) exec(v *vars) (string, error) {
