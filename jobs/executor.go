@@ -242,6 +242,14 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 		}
 	}
 
+	inst, err := e.Store.InstallationID(context.WithoutCancel(parent))
+	if err != nil {
+		msg := "could not read the installation id (idempotency keys); trying again shortly: " + redactErr(err, e.Store.dsn)
+		lg.Warn(msg)
+		return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(time.Second),
+			ErrorMessage: msg, Logs: lg.take(true)}
+	}
+
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	hb := &heartbeat{store: e.Store, claim: c, cancel: cancel, log: mirror, lastOK: c.Started}
@@ -288,7 +296,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 			Operation:      sp.def.Operation,
 			Inputs:         sp.def.Inputs,
 			Preview:        run.Preview,
-			IdempotencyKey: "jobrunner-run-" + strconv.FormatInt(run.ID, 10),
+			IdempotencyKey: "jobrunner-" + inst + "-run-" + strconv.FormatInt(run.ID, 10),
 			Log:            lg,
 			Guard:          hb.guard,
 		}

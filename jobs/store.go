@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -44,6 +45,9 @@ type Store struct {
 	db      *gorm.DB
 	dialect string
 	dsn     *DSN
+
+	instMu sync.Mutex
+	inst   string // installation id, once read
 }
 
 // batchRows is the most rows one multi-row INSERT carries: the SQLite
@@ -644,6 +648,48 @@ func (s *Store) JobState(ctx context.Context, job, name string) (string, bool, e
 		return "", false, fmt.Errorf("jobs: read state %s/%s: %w", job, name, err)
 	}
 	return row.Value, true, nil
+}
+
+// installationJob and installationKey name the job_state row that holds
+// the installation id.
+const installationJob, installationKey = "_jobrunner", "installationId"
+
+// InstallationID returns the id of this installation (this database): 16
+// random hex digits created on first use and kept in job_state, so that
+// the idempotency keys runs send to ERPs ("jobrunner-<id>-run-<n>") are
+// unique across installations that share a platform. Every instance on
+// the same database gets the same id. Errors are the database's.
+func (s *Store) InstallationID(ctx context.Context) (string, error) {
+	s.instMu.Lock()
+	defer s.instMu.Unlock()
+	if s.inst != "" {
+		return s.inst, nil
+	}
+	v, ok, err := s.JobState(ctx, installationJob, installationKey)
+	if err != nil {
+		return "", fmt.Errorf("jobs: reading the installation id: %w", err)
+	}
+	if !ok || v == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("jobs: creating the installation id: %w", err)
+		}
+		// Two instances starting at once: the first insert wins, both read it.
+		ignore := "INSERT IGNORE"
+		if s.dialect == migrations.SQLite {
+			ignore = "INSERT OR IGNORE"
+		}
+		err := s.db.WithContext(ctx).Exec(ignore+" INTO job_state (job, name, value, updated_at) VALUES (?, ?, ?, ?)",
+			installationJob, installationKey, hex.EncodeToString(b[:]), time.Now().UTC()).Error
+		if err != nil {
+			return "", fmt.Errorf("jobs: storing the installation id: %w", err)
+		}
+		if v, ok, err = s.JobState(ctx, installationJob, installationKey); err != nil || !ok {
+			return "", fmt.Errorf("jobs: reading the installation id: %w", err)
+		}
+	}
+	s.inst = v
+	return v, nil
 }
 
 // SetJobState stores a per-job value.

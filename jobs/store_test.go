@@ -314,3 +314,20 @@ func TestConcurrentLimitedClaimsDoNotDeadlock(t *testing.T) {
 		require.EqualValues(t, 3, claimed.Load(), "never more than the limit running")
 	})
 }
+
+func TestInstallationIDStableAndShared(t *testing.T) {
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		a, err := s.InstallationID(ctx)
+		require.NoError(t, err)
+		require.Regexp(t, `^[0-9a-f]{16}$`, a)
+		b, err := s.InstallationID(ctx)
+		require.NoError(t, err)
+		require.Equal(t, a, b)
+		// Another instance on the same database reads the same id.
+		v, ok, err := s.JobState(ctx, "_jobrunner", "installationId")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, a, v)
+	})
+}

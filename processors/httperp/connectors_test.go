@@ -324,3 +324,16 @@ func TestCheckerReportsPresetProblems(t *testing.T) {
 	}
 	require.True(t, strings.Contains(strings.Join(Presets(), ","), PresetOracleCommerce))
 }
+
+func TestSecretsOnlyInHeaders(t *testing.T) {
+	t.Parallel()
+	ch := checker{}
+	probs := ch.CheckConnection(&definitions.Connection{Name: "c", Type: "http", Preset: PresetNone, Settings: map[string]any{"baseURL": "http://x"},
+		Secrets: map[string]string{"k": "K"},
+		Operations: map[string]any{"op": map[string]any{"method": "POST", "path": `/x/{{secret "k"}}`,
+			"headers": map[string]any{"X-K": `{{secret "k"}}`}, "body": map[string]any{"k": `{{secret "k"}}`}}}})
+	require.Len(t, probs, 2, "%v", probs)
+	keys := []string{probs[0].Key, probs[1].Key}
+	require.ElementsMatch(t, []string{"operations.op.body.k", "operations.op.path"}, keys)
+	require.Contains(t, probs[1].Message, "secrets may only be sent in headers")
+}

@@ -426,7 +426,9 @@ func parseOperation(name string, m map[string]any, settings map[string]any, secr
 			p.add(key+".headers."+n, "is set by the processor (auth belongs in settings.auth, secrets in secrets)")
 			continue
 		}
-		if t := env.compile(p, key+".headers."+n, headers[n], escNone); t != nil {
+		henv := env
+		henv.headers = true
+		if t := henv.compile(p, key+".headers."+n, headers[n], escNone); t != nil {
 			op.headers = append(op.headers, namedTmpl{http.CanonicalHeaderKey(n), t})
 		}
 	}

@@ -51,6 +51,10 @@ type tmplEnv struct {
 	settings map[string]any
 	// secrets are the connection's secret names; nil skips the check.
 	secrets map[string]string
+	// headers is true while compiling a header: the only place a
+	// template may send a secret (paths, queries and bodies are logged,
+	// shown in previews and recorded).
+	headers bool
 }
 
 var stubFuncs = template.FuncMap{
@@ -183,6 +187,10 @@ func (env tmplEnv) ref(p *problems, key, raw, fn, name string) {
 		}
 		p.add(key, "template %q: {%s} is neither an input of the operation nor a setting of the connection%s", raw, name, inputsHint(env.inputs))
 	case "secret":
+		if !env.headers {
+			p.add(key, "template %q: secrets may only be sent in headers (paths, queries and bodies are logged and recorded)", raw)
+			return
+		}
 		if _, ok := env.secrets[name]; env.secrets != nil && !ok {
 			p.add(key, "template %q: the connection has no secret %q", raw, name)
 		}
