@@ -1,63 +1,93 @@
-// Package httperp owns the reference ERP integration over HTTP: the "http"
-// connection type (one pooled HTTP client per connection) and the
-// processors OrderCancel, OrderAction and OrderStatusSync that speak the
-// "Reference ERP REST contract" of DESIGN.md:
+// Package httperp owns the "http" connection type: declarative HTTP
+// operations (method, path, query, headers, JSON body templates, success
+// test, result fields, outcome table), their auth (bearer, basic, API-key
+// headers, OAuth2 client credentials, a login that trades a key for an
+// access token), the presets that ship operations for commerce platforms,
+// and the processors that run them:
 //
-//	GET  {baseURL}/orders/{orderNumber}            → 200 {"orderNumber","status"}; 404 unknown
-//	POST {baseURL}/orders/{orderNumber}/{op}       body {"reason"} (op cancel, validateOrder, …)
-//	GET  {baseURL}/orders?updatedSince=RFC3339     → 200 {"orders":[{"orderNumber","status","updatedAt"}]}
+//   - http runs the job's operation (operation: NAME), inputs bound from the
+//     job's parameters (inputs: {input: parameter} where names differ).
+//   - OrderCancel, OrderAction and OrderStatusSync speak the "Reference ERP
+//     REST contract" of DESIGN.md through the reference-erp preset's
+//     operations (getOrder, orderAction, listOrders): one code path.
+//
+// Presets (presets/*.yaml, embedded): reference-erp (the default of a
+// connection without preset), oracle-commerce (handleOrderActions), vtex
+// (updateOrderStatus), salesforce-b2c (updateOrderStatus). A connection's
+// settings and operations override the preset's field by field; its
+// outcome rules come before the preset's.
+//
+// # Files
+//
+//	spec.go       presets, merging, parsing operations and outcome rules
+//	template.go   templates ({name} shorthand, text/template) and JSON bodies
+//	operation.go  building, sending and judging one operation's request
+//	auth.go       auth kinds, the shared token cache (golang.org/x/oauth2)
+//	generic.go    the http processor and the validation Checker
+//	client.go     settings, the pooled client per connection, redaction
+//	orders.go, sync.go  the reference ERP processors
 //
 // # Connection settings
 //
 //	type: http
+//	preset: oracle-commerce         # or vtex, salesforce-b2c, reference-erp (default), none
 //	settings:
 //	  baseURL: ${JOBRUNNER_ERP_URL}   # required, http or https, no credentials/query
-//	  timeout: 10s                    # per ERP call (default 10s)
-//	  auth: bearer                    # bearer (default with a token secret), basic, none
+//	  timeout: 10s                    # per call (default 10s); an operation may set its own
+//	  auth: bearer                    # bearer (default with a token secret), basic, none, or a mapping
 //	  headers: {X-Tenant: eu}         # extra non-secret headers
 //	  tls: {insecureSkipVerify: false, caFile: /etc/erp-ca.pem}
 //	  maxResponseBytes: 1048576       # cap of an answer's body (default 1 MiB)
 //	secrets:
 //	  token: JOBRUNNER_ERP_TOKEN      # bearer; or username/password for basic
 //
-// Invalid settings fail the run permanently with code ERP_CONFIG.
-// Redirects are not followed. Every request carries "User-Agent: jobrunner";
-// every POST carries "Idempotency-Key: <run key>:<op>".
+// Invalid settings fail the run permanently with code ERP_CONFIG, and
+// `jobrunner definitions validate` reports them with file:line through the
+// Checker this package registers. Redirects are not followed. Every
+// request carries "User-Agent: jobrunner"; every request of an operation
+// that changes something (not GET/HEAD unless it says changes: true)
+// carries "Idempotency-Key: <run key>:<operation>" (the reference
+// orderAction: "<run key>:<op>"), where the run key is stable across the
+// run's attempts and names the installation.
 //
-// # Answers
+// # Outcomes
 //
-//	2xx                  success
-//	404                  permanent ORDER_NOT_FOUND
-//	409                  permanent, the ERP's own {"code","message"} verbatim (code default ERP_CONFLICT)
-//	423                  permanent STATUS_LOCKED, the ERP's message kept
-//	401/403              permanent ERP_UNAUTHORIZED; other 4xx permanent ERP_REJECTED (or the ERP's code)
+// First the operation's outcome rules (status, the platform's code, a JSON
+// field), first match wins; then its success test (default any 2xx); then
+// the defaults, which are the reference contract's rules:
+//
+//	404                  permanent, not found (code the platform's, or the rule's)
+//	409                  permanent, the platform's own code and message verbatim (code default ERP_CONFLICT)
+//	423                  permanent STATUS_LOCKED, the platform's message kept
+//	401/403              permanent ERP_UNAUTHORIZED (after one token refresh with OAuth2/login)
+//	other 4xx            permanent ERP_REJECTED (or the platform's code)
 //	425/429/503          come back later without consuming an attempt
-//	                     (processors.RetryLater), honouring Retry-After in
-//	                     seconds or as an HTTP date, capped at 10 minutes;
-//	                     absent: the job's backoff. The job's MaxSnoozes caps it.
-//	other 5xx, network   failed attempt retried with backoff ([*Error], code ERP_UNAVAILABLE)
-//	errors, timeouts
+//	                     (processors.RetryLaterError with code HTTP_<status> or the
+//	                     platform's), honouring Retry-After in seconds or as an HTTP
+//	                     date, capped at 10 minutes; absent: the job's backoff
+//	other 5xx, network   failed attempt retried with backoff ([*Error], code
+//	errors, timeouts     ERP_UNAVAILABLE or the platform's)
 //	not JSON, wrong      failed attempt retried with backoff (code ERP_BAD_RESPONSE): the
 //	content type, body   message names the status and content type and quotes at most
 //	over the limit       200 bytes of the body
 //
-// Each ERP call logs one line (method, path, status, duration). Secrets
-// (token, username, password, the basic-auth encoding) never appear in
-// logs, errors or results: they are only put in the Authorization header,
-// and every message built from ERP answers or network errors is redacted.
+// Each call logs one line (method, path, status, duration). Secrets
+// (token, username, password, keys, client secrets, the basic-auth
+// encoding, access tokens) never appear in logs, errors or results: they
+// are only put in headers (templates may use them nowhere else), and every
+// message built from answers or network errors is redacted.
 //
 // # Idempotency assumption
 //
 // A run's attempts all send the same Idempotency-Key for the same
-// operation (run.IdempotencyKey plus ":cancel", ":validateOrder", …). The
-// ERP is assumed to honour it as the reference contract's ERP does (see
-// package erpdemo): a repeated key returns the first definitive answer
-// without applying the operation again. So when an attempt times out after
-// the ERP received and applied a cancel, the retry gets the ERP's first
-// answer and the order is cancelled exactly once. An ERP that ignores the
-// key still converges for OrderCancel, which reads the order first and
-// treats an already cancelled order as success, but could apply the other
-// OrderAction operations twice.
+// operation. The ERP is assumed to honour it as the reference contract's
+// ERP does (see package erpdemo): a repeated key returns the first
+// definitive answer without applying the operation again. So when an
+// attempt times out after the ERP received and applied a cancel, the retry
+// gets the ERP's first answer and the order is cancelled exactly once. An
+// ERP that ignores the key still converges for OrderCancel, which reads the
+// order first and treats an already cancelled order as success, but could
+// apply other operations twice.
 package httperp
 
 import (
