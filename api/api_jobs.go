@@ -15,13 +15,15 @@ const NextFireTimes = 3
 
 // jobView is a job definition as the API and the dashboard show it.
 type jobView struct {
-	Name        string        `json:"name"`
-	Description string        `json:"description,omitempty"`
-	Connection  string        `json:"connection"`
-	Processor   string        `json:"processor"`
-	Parameters  []paramView   `json:"parameters"`
-	Schedule    *scheduleView `json:"schedule,omitempty"`
-	UniqueBy    []string      `json:"uniqueBy,omitempty"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Connection  string `json:"connection"`
+	Processor   string `json:"processor"`
+	// Operation is the connection operation the http processor runs.
+	Operation  string        `json:"operation,omitempty"`
+	Parameters []paramView   `json:"parameters"`
+	Schedule   *scheduleView `json:"schedule,omitempty"`
+	UniqueBy   []string      `json:"uniqueBy,omitempty"`
 	// Preview says whether the job's processor supports preview runs.
 	Preview bool         `json:"preview"`
 	LastRun *lastRunView `json:"lastRun"`
@@ -60,7 +62,7 @@ type lastRunView struct {
 
 // viewJob describes j; last is its newest run, if any.
 func (s *Server) viewJob(j *definitions.Job, last *jobs.Run, now time.Time) jobView {
-	v := jobView{Name: j.Name, Description: j.Description, Connection: j.Connection, Processor: j.Processor,
+	v := jobView{Name: j.Name, Description: j.Description, Connection: j.Connection, Processor: j.Processor, Operation: j.Operation,
 		UniqueBy: j.UniqueBy, Parameters: []paramView{}, Preview: s.supportsPreview(j)}
 	for _, p := range j.Parameters {
 		v.Parameters = append(v.Parameters, paramView{Name: p.Name, Type: string(p.Type), Prompt: p.Prompt,

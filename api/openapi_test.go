@@ -150,7 +150,7 @@ func TestOpenAPISchemas(t *testing.T) {
 	d := "x"
 	p := paramView{Prompt: "p", Description: "d", Default: &d, Values: []string{"a"}, Pattern: ".", Min: &d, Max: &d}
 	require.Equal(t, doc.props(t, "Parameter"), jsonKeys(t, p))
-	jv := jobView{Description: "d", Schedule: &scheduleView{Error: "e"}, UniqueBy: []string{"a"}, LastRun: &lastRunView{}}
+	jv := jobView{Description: "d", Operation: "op", Schedule: &scheduleView{Error: "e"}, UniqueBy: []string{"a"}, LastRun: &lastRunView{}}
 	require.Equal(t, doc.props(t, "Job"), jsonKeys(t, jv))
 	require.Equal(t, doc.props(t, "Schedule"), jsonKeys(t, jv.Schedule))
 	existing := true

@@ -59,6 +59,8 @@ type jobView struct {
 	Description string             `json:"description,omitempty"`
 	Connection  string             `json:"connection"`
 	Processor   string             `json:"processor"`
+	Operation   string             `json:"operation,omitempty"`
+	Inputs      map[string]string  `json:"inputs,omitempty"`
 	Parameters  []paramView        `json:"parameters"`
 	Schedule    *scheduleView      `json:"schedule,omitempty"`
 	Source      definitions.Pos    `json:"source"`
@@ -93,7 +95,7 @@ type retryView struct {
 }
 
 func viewJob(j *definitions.Job, now time.Time) jobView {
-	v := jobView{Name: j.Name, Description: j.Description, Connection: j.Connection, Processor: j.Processor,
+	v := jobView{Name: j.Name, Description: j.Description, Connection: j.Connection, Processor: j.Processor, Operation: j.Operation, Inputs: j.Inputs,
 		Source: j.Pos, Version: j.Version, UniqueBy: j.UniqueBy, Timeout: j.Timeout.D().String(), Steps: j.Steps, Links: j.Links,
 		Retry:      retryView{MaxAttempts: j.Retry.MaxAttempts, Initial: j.Retry.Initial.D().String(), Max: j.Retry.Max.D().String()},
 		Parameters: []paramView{}}
@@ -155,7 +157,11 @@ func (a *app) definitionsCommand() *cobra.Command {
 						next = v.Schedule.Next[0]
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Processor, v.Connection, strings.Join(ps, " "), sched, next)
+				proc := v.Processor
+				if v.Operation != "" {
+					proc += ":" + v.Operation
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, proc, v.Connection, strings.Join(ps, " "), sched, next)
 			}
 			return tw.Flush()
 		},
