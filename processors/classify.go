@@ -134,6 +134,10 @@ func Classify(err error) Outcome {
 		return Outcome{Kind: OutcomeCancelled, Code: CodeCancelled, Message: msg}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
+		var cm codedMessage
+		if errors.As(err, &cm) && cm.ErrorMessage() != "" {
+			msg = cm.ErrorMessage()
+		}
 		return Outcome{Kind: OutcomeTimeout, Code: CodeTimeout, Message: msg}
 	}
 	code := CodeError
@@ -155,3 +159,10 @@ func Classify(err error) Outcome {
 // ERP_UNAVAILABLE or a platform's own "200100"); Classify records it for
 // retried attempts instead of "ERROR".
 type coded interface{ ErrorCode() string }
+
+// codedMessage is a coded error that also gives its message without the
+// code.
+type codedMessage interface {
+	coded
+	ErrorMessage() string
+}

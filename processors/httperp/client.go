@@ -521,7 +521,7 @@ func (e *erp) call(ctx context.Context, rq *request) (*response, error) {
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			// The run's own context ended: classify as its timeout/cancel.
-			return nil, &Error{Code: CodeUnavailable, Message: msg, Err: ctxErr}
+			return nil, e.runEnded(ctxErr, method, path, msg)
 		}
 		var ne net.Error
 		if (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) {
@@ -542,7 +542,7 @@ func (e *erp) call(ctx context.Context, rq *request) (*response, error) {
 	if err != nil {
 		msg := e.red.s(fmt.Sprintf("%s %s: %s: reading the answer: %v", method, path, statusText(resp.StatusCode), err))
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, &Error{Code: CodeUnavailable, Message: msg, Err: ctxErr}
+			return nil, e.runEnded(ctxErr, method, path, msg)
 		}
 		return nil, &Error{Code: CodeBadResponse, Message: msg}
 	}
@@ -552,6 +552,20 @@ func (e *erp) call(ctx context.Context, rq *request) (*response, error) {
 	}
 	r.body = b
 	return r, nil
+}
+
+// runEnded is the error of a call cut short by the end of the run's own
+// context: its timeout (code TIMEOUT, naming the job's timeout and the
+// call) or its cancellation.
+func (e *erp) runEnded(ctxErr error, method, path, msg string) error {
+	if errors.Is(ctxErr, context.DeadlineExceeded) {
+		limit := "the job's timeout"
+		if e.run.Job != nil && e.run.Job.Timeout > 0 {
+			limit = fmt.Sprintf("the job's %s timeout", e.run.Job.Timeout.D())
+		}
+		return &Error{Code: processors.CodeTimeout, Message: fmt.Sprintf("%s elapsed during %s %s", limit, method, path), Err: ctxErr}
+	}
+	return &Error{Code: CodeUnavailable, Message: msg, Err: ctxErr}
 }
 
 func (e *erp) log() processors.Logger {

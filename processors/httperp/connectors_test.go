@@ -337,3 +337,54 @@ func TestSecretsOnlyInHeaders(t *testing.T) {
 	require.ElementsMatch(t, []string{"operations.op.body.k", "operations.op.path"}, keys)
 	require.Contains(t, probs[1].Message, "secrets may only be sent in headers")
 }
+
+func TestWrongRouteIsAConfigErrorNotAMissingOrder(t *testing.T) {
+	t.Parallel()
+	// Any server that is not the ERP (a wrong baseURL): 404 with its own page.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	e := newEnv(t, Options{})
+	err := e.process(NameOrderCancel, e.run(srv.URL+"/wrong", cancelParams("WEB000123"), nil))
+	o := processors.Classify(err)
+	require.Equal(t, processors.OutcomePermanent, o.Kind, "%v", err)
+	require.Equal(t, CodeConfig, o.Code, o.Message)
+	require.Contains(t, o.Message, srv.URL+"/wrong/orders/WEB000123 answered 404 without the platform's error body")
+	require.Contains(t, o.Message, "check the connection's baseURL")
+}
+
+func TestJobTimeoutIsNamed(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(2 * time.Second):
+		}
+	}))
+	t.Cleanup(srv.Close)
+	e := newEnv(t, Options{})
+	run := e.run(srv.URL, cancelParams("WEB000123"), nil)
+	run.Job = &definitions.Job{Name: "OrderCancel", Timeout: definitions.Duration(100 * time.Millisecond)}
+	p, err := e.reg.Resolve(NameOrderCancel, ConnectionType, false)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	o := processors.Classify(p.Process(ctx, run))
+	require.Equal(t, processors.OutcomeTimeout, o.Kind)
+	require.Equal(t, processors.CodeTimeout, o.Code)
+	require.Equal(t, "the job's 100ms timeout elapsed during GET /orders/WEB000123", o.Message)
+}
+
+func TestUnknownSettingsAreErrors(t *testing.T) {
+	t.Parallel()
+	probs := checker{}.CheckConnection(&definitions.Connection{Name: "erp", Type: "http",
+		Settings: map[string]any{"baseURL": "http://x", "timout": "5s", "retries": int64(3)}})
+	require.Len(t, probs, 2, "%v", probs)
+	require.Equal(t, "settings.retries", probs[0].Key)
+	require.Equal(t, "settings.timout", probs[1].Key)
+	require.Contains(t, probs[1].Message, `did you mean "timeout"?`)
+	// A setting an operation refers to, and a preset's, are known.
+	require.Empty(t, checker{}.CheckConnection(&definitions.Connection{Name: "v", Type: "http", Preset: PresetVTEX,
+		Settings: map[string]any{"baseURL": "http://x", "connectorName": "a", "tenant": "eu"},
+		Operations: map[string]any{"x": map[string]any{"method": "GET", "path": "/t/{tenant}"}},
+		Secrets:    map[string]string{"appKey": "A", "appToken": "B"}}))
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jobrunner/jobrunner/definitions"
@@ -112,9 +113,28 @@ type checker struct{}
 // CheckConnection compiles the connection's preset, settings, auth and
 // operations and reports every problem.
 func (checker) CheckConnection(c *definitions.Connection) []definitions.FieldProblem {
-	_, p := compileSpec(c.Preset, c.Settings, c.Operations, c.Secrets)
+	spec, p := compileSpec(c.Preset, c.Settings, c.Operations, c.Secrets)
 	if len(p) > 0 {
 		return p
+	}
+	// Unknown settings are errors (a typo such as "timout" must not pass):
+	// known are the type's own, the preset's, and those templates use.
+	var presetKeys map[string]any
+	if pr, ok := loadPresets()[spec.preset]; ok {
+		presetKeys = pr.Settings
+	}
+	for _, k := range names(c.Settings) {
+		if _, ok := presetKeys[k]; ok || slices.Contains(baseSettings, k) || spec.used[k] {
+			continue
+		}
+		known := append([]string{}, baseSettings...)
+		known = append(known, names(presetKeys)...)
+		for u := range spec.used {
+			if !slices.Contains(known, u) {
+				known = append(known, u)
+			}
+		}
+		p.add("settings."+k, "unknown setting %q%s (known: %s; a setting an operation refers to as {%s} is known too)", k, closest(k, known), strings.Join(sortStrings(known), ", "), k)
 	}
 	settings, _, _, _ := effective(c.Preset, c.Settings, nil)
 	if raw, ok := settings["baseURL"].(string); ok && !strings.Contains(raw, "${") {
@@ -123,6 +143,44 @@ func (checker) CheckConnection(c *definitions.Connection) []definitions.FieldPro
 		}
 	}
 	return p
+}
+
+// baseSettings are the http connection type's own settings.
+var baseSettings = []string{"baseURL", "timeout", "auth", "headers", "tls", "maxResponseBytes"}
+
+// closest returns ", did you mean X?" for the known name nearest to s
+// (at most 2 edits away), or "".
+func closest(s string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(k)); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(", did you mean %q?", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // refOps are the operations the reference processors call.

@@ -32,6 +32,8 @@ type connSpec struct {
 	settings map[string]any
 	auth     authSpec
 	ops      map[string]*operation
+	// used are the settings the operations and auth refer to.
+	used map[string]bool
 }
 
 // compileSpec applies the preset and parses auth and operations. secrets
@@ -44,11 +46,11 @@ func compileSpec(presetName string, settings, ops map[string]any, secrets map[st
 		p.add("preset", "%v", err)
 		return nil, p
 	}
-	spec := &connSpec{preset: name, settings: s}
+	spec := &connSpec{preset: name, settings: s, used: map[string]bool{}}
 	spec.auth = parseAuth(s["auth"], secrets, &p)
-	spec.ops = parseOperations(o, s, secretNames(secrets), &p)
+	spec.ops = parseOperations(o, s, secretNames(secrets), spec.used, &p)
 	if spec.auth.tokenURL != "" {
-		env := tmplEnv{settings: s}
+		env := tmplEnv{settings: s, used: spec.used}
 		env.compile(&p, "settings.auth.tokenURL", spec.auth.tokenURL, escNone)
 	}
 	return spec, p
@@ -364,6 +366,12 @@ func (e *erp) evaluate(op *operation, v *vars, req *request, r *response) (*answ
 			return e.apply(op, v, ru, ru.outcome, req, r, code, msg, subject, jsonOK)
 		}
 	}
+	if r.status == http.StatusNotFound && code == "" && msg == "" {
+		// No rule claimed it and the platform said nothing: a route that
+		// does not exist (wrong baseURL or path), not a missing order.
+		return nil, processors.Permanent(CodeConfig, e.red.s(fmt.Sprintf("%s%s answered 404 without the platform's error body (%s): the route does not exist there; check the connection's baseURL and the operation's path",
+			e.cfg.base.String(), req.path, bodyKind(r))))
+	}
 	okStatus := r.status/100 == 2
 	if len(op.successStatus) > 0 {
 		okStatus = slices.ContainsFunc(op.successStatus, func(s statusMatch) bool { return s.match(r.status) })
@@ -393,6 +401,18 @@ func (e *erp) evaluate(op *operation, v *vars, req *request, r *response) (*answ
 		return nil, processors.Permanent(code, msg)
 	}
 	return nil, e.defaults(req, subject, r, code, msg)
+}
+
+// bodyKind describes a body in a few words, for messages.
+func bodyKind(r *response) string {
+	ct := r.contentType
+	if ct == "" {
+		ct = "no content type"
+	}
+	if len(bytes.TrimSpace(r.body)) == 0 {
+		return "empty body, " + ct
+	}
+	return fmt.Sprintf("%d bytes of %s", len(r.body), ct)
 }
 
 func (e *erp) badJSON(where string, r *response) error {

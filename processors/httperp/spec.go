@@ -326,7 +326,7 @@ func strMapOf(p *problems, key string, v any) map[string]string {
 // parseOperations parses every operation; problems are keyed
 // "operations.NAME…". settings are the effective settings (for
 // placeholders).
-func parseOperations(ops map[string]any, settings map[string]any, secrets map[string]string, p *problems) map[string]*operation {
+func parseOperations(ops map[string]any, settings map[string]any, secrets map[string]string, used map[string]bool, p *problems) map[string]*operation {
 	out := make(map[string]*operation, len(ops))
 	for _, name := range names(ops) {
 		key := "operations." + name
@@ -339,14 +339,14 @@ func parseOperations(ops map[string]any, settings map[string]any, secrets map[st
 			p.add(key, "want a mapping (method, path, …), got %T", ops[name])
 			continue
 		}
-		if op := parseOperation(name, m, settings, secrets, p, key); op != nil {
+		if op := parseOperation(name, m, settings, secrets, used, p, key); op != nil {
 			out[name] = op
 		}
 	}
 	return out
 }
 
-func parseOperation(name string, m map[string]any, settings map[string]any, secrets map[string]string, p *problems, key string) *operation {
+func parseOperation(name string, m map[string]any, settings map[string]any, secrets map[string]string, used map[string]bool, p *problems, key string) *operation {
 	before := len(*p)
 	unknownKeys(p, key, m, opKeys)
 	op := &operation{name: name, inputs: map[string]bool{}}
@@ -381,7 +381,7 @@ func parseOperation(name string, m map[string]any, settings map[string]any, secr
 	default:
 		p.add(key+".inputs", "want a mapping of input name to required/optional, got %T", in)
 	}
-	env := tmplEnv{inputs: op.inputs, settings: settings, secrets: secrets}
+	env := tmplEnv{inputs: op.inputs, settings: settings, secrets: secrets, used: used}
 
 	method, _ := m["method"].(string)
 	op.method = strings.ToUpper(strings.TrimSpace(method))

@@ -51,6 +51,8 @@ type tmplEnv struct {
 	settings map[string]any
 	// secrets are the connection's secret names; nil skips the check.
 	secrets map[string]string
+	// used, when not nil, records the settings templates refer to.
+	used map[string]bool
 	// headers is true while compiling a header: the only place a
 	// template may send a secret (paths, queries and bodies are logged,
 	// shown in previews and recorded).
@@ -179,6 +181,9 @@ func (env tmplEnv) ref(p *problems, key, raw, fn, name string) {
 		if _, ok := env.inputs[name]; ok {
 			return
 		}
+		if env.used != nil {
+			env.used[name] = true
+		}
 		if _, ok := env.settings[name]; ok {
 			return
 		}
@@ -195,6 +200,9 @@ func (env tmplEnv) ref(p *problems, key, raw, fn, name string) {
 			p.add(key, "template %q: the connection has no secret %q", raw, name)
 		}
 	case "setting":
+		if env.used != nil {
+			env.used[name] = true
+		}
 		if _, ok := env.settings[name]; !ok {
 			p.add(key, "template %q: setting %q is not set on the connection", raw, name)
 		}
