@@ -384,7 +384,7 @@ func TestUnknownSettingsAreErrors(t *testing.T) {
 	require.Contains(t, probs[1].Message, `did you mean "timeout"?`)
 	// A setting an operation refers to, and a preset's, are known.
 	require.Empty(t, checker{}.CheckConnection(&definitions.Connection{Name: "v", Type: "http", Preset: PresetVTEX,
-		Settings: map[string]any{"baseURL": "http://x", "connectorName": "a", "tenant": "eu"},
+		Settings:   map[string]any{"baseURL": "http://x", "connectorName": "a", "tenant": "eu"},
 		Operations: map[string]any{"x": map[string]any{"method": "GET", "path": "/t/{tenant}"}},
 		Secrets:    map[string]string{"appKey": "A", "appToken": "B"}}))
 }
