@@ -657,7 +657,7 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		if err != nil {
 			return retryOrFail("BAD_RESULT", fmt.Sprintf("processor result is not JSON: %v", err), 0)
 		}
-		f.Result = res
+		f.Result = redactResult(lg.red, res)
 		if step {
 			f.Status, f.AttemptStatus = StatusSucceeded, AttemptSucceeded
 			return finalize()
@@ -719,6 +719,25 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 	default: // retry, timeout, plain errors
 		return retryOrFail(out.Code, msg, out.Delay)
 	}
+}
+
+// redactResult hides known secret values in a result as everywhere else
+// (a processor that echoes a secret must not have it stored and shown).
+// A result that redaction would make invalid JSON is stored as a JSON
+// string of its redacted text.
+func redactResult(red *redactor, res []byte) []byte {
+	if red == nil || len(red.secrets) == 0 {
+		return res
+	}
+	out := red.redact(string(res))
+	if out == string(res) {
+		return res
+	}
+	if !json.Valid([]byte(out)) {
+		b, _ := json.Marshal(out)
+		return b
+	}
+	return []byte(out)
 }
 
 func (e *Executor) rand() func() float64 {

@@ -137,6 +137,13 @@ func TestRunInlineOutcomes(t *testing.T) {
 			require.Contains(t, logText(t, e, r.ID), "[REDACTED]")
 			require.NotContains(t, dumpAll(t, s), canary)
 		})
+
+		t.Run("secrets echoed in a result are redacted before it is stored", func(t *testing.T) {
+			r := runInline(t, e, "LeakyResult", nil)
+			require.Equal(t, jobs.StatusSucceeded, r.Status)
+			require.JSONEq(t, `{"echo":"token [REDACTED] accepted"}`, string(r.Result))
+			require.NotContains(t, dumpAll(t, s), canary)
+		})
 	})
 }
 

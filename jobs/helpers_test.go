@@ -65,6 +65,9 @@ jobs:
     connection: t
     processor: Leaky
     retry: {maxAttempts: 1}
+  - name: LeakyResult
+    connection: t
+    processor: LeakyResult
   - name: Post
     connection: t
     processor: Echo
@@ -154,6 +157,10 @@ func newEnv(t *testing.T, s *jobs.Store) *env {
 		r.Log.Info("calling ERP with token " + tok)
 		r.Log.Warn("header", "Authorization", "Bearer "+tok)
 		return processors.Permanent("AUTH", "ERP rejected token "+tok)
+	})
+	reg("LeakyResult", func(ctx context.Context, r *processors.Run) error {
+		r.SetResult(map[string]string{"echo": "token " + r.Connection.Secrets["token"] + " accepted"})
+		return nil
 	})
 	require.NoError(t, set.Validate(e.reg))
 	e.ex = &jobs.Executor{

@@ -174,9 +174,41 @@ func (s *Spec) finish(fields []string) (*Spec, error) {
 	if !ok { // cannot happen without the Descriptor option
 		return nil, fmt.Errorf("cronspec: %q: unexpected schedule type %T", s.src, parsed)
 	}
+	for i, f := range fields {
+		if err := checkSteps(f, fieldRanges[i]); err != nil {
+			return nil, fmt.Errorf("cronspec: %q: invalid %s field %q: %v", s.src, fieldNames[i], f, err)
+		}
+	}
+	// robfig searches five years ahead and gives up: a spec such as
+	// "0 0 30 2 *" (30 February) would be accepted and never fire.
+	if ss.Next(time.Now().In(s.loc)).IsZero() {
+		return nil, fmt.Errorf("cronspec: %q: never fires (no time matches it within 5 years; check the day of month against the month)", s.src)
+	}
 	s.sched = ss
 	s.interval = strings.HasPrefix(fields[2], "*") || strings.HasPrefix(fields[2], "?")
 	return s, nil
+}
+
+// fieldRanges are the bounds of the six fields (seconds first).
+var fieldRanges = [6][2]int{{0, 59}, {0, 59}, {0, 23}, {1, 31}, {1, 12}, {0, 6}}
+
+// checkSteps rejects a step that does not fit the field: "*/61" in the
+// minutes would fire only at minute 0, which robfig accepts silently.
+func checkSteps(field string, bounds [2]int) error {
+	for _, part := range strings.Split(field, ",") {
+		_, step, ok := strings.Cut(part, "/")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(step)
+		if err != nil {
+			continue // robfig reported it
+		}
+		if span := bounds[1] - bounds[0]; n < 1 || n > span {
+			return fmt.Errorf("step %d is outside 1..%d (the field runs %d-%d)", n, span, bounds[0], bounds[1])
+		}
+	}
+	return nil
 }
 
 // fieldError finds which field robfig rejected, so the error names it.
