@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -159,4 +161,26 @@ func TestOpenAPISchemas(t *testing.T) {
 	st := jobs.RunStep{SkippedFromRunID: &from, StartedAt: &now, FinishedAt: &now, ErrorCode: "E", ErrorMessage: "m"}
 	require.Equal(t, doc.props(t, "RunStep"), jsonKeys(t, st))
 	require.Equal(t, doc.props(t, "ChildRun"), jsonKeys(t, childView{}))
+}
+
+// TestOpenAPIRedoclyLint lints the served document with Redocly CLI's
+// recommended rules (no errors, no warnings). scripts/test installs the
+// CLI and sets JOBRUNNER_REDOCLY; in CI the test never skips.
+func TestOpenAPIRedoclyLint(t *testing.T) {
+	t.Parallel()
+	bin := os.Getenv("JOBRUNNER_REDOCLY")
+	if bin == "" {
+		if p, err := exec.LookPath("redocly"); err == nil {
+			bin = p
+		}
+	}
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("Redocly CLI not found: scripts/test installs it (JOBRUNNER_REDOCLY)")
+		}
+		t.Skip("Redocly CLI not installed (scripts/test installs it)")
+	}
+	out, err := exec.Command(bin, "lint", "--extends", "recommended", "--format", "stylish", "openapi.yaml").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NotRegexp(t, `\d+:\d+\s+(warning|error)`, string(out), "%s", out)
 }

@@ -125,6 +125,7 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodGet, "/readyz", 0, s.readyz},
 		{http.MethodGet, "/metrics", RoleViewer, s.metrics},
 		{http.MethodGet, "/openapi.yaml", 0, s.openapi},
+		{http.MethodGet, "/api/v1/openapi.yaml", 0, s.openapi},
 	}
 	s.api = http.NewServeMux()
 	for _, rt := range s.routes {
