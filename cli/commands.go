@@ -121,7 +121,7 @@ func viewJob(j *definitions.Job, now time.Time) jobView {
 
 func (a *app) definitionsCommand() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "definitions", Short: "List or validate job definitions"})
-	var asJSON bool
+	var asJSON, validateJSON bool
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List job definitions with their parameters and next fire times",
@@ -173,17 +173,44 @@ func (a *app) definitionsCommand() *cobra.Command {
 		Args:  wrapArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set, err := a.definitions()
-			if err != nil {
-				return err
-			}
 			where := a.defsFlag
 			if where == "" {
 				where = "built-in examples"
+			}
+			if validateJSON {
+				v := struct {
+					Source      string               `json:"source"`
+					OK          bool                 `json:"ok"`
+					Jobs        int                  `json:"jobs"`
+					Connections int                  `json:"connections"`
+					Problems    definitions.Problems `json:"problems"`
+				}{Source: where, OK: err == nil, Problems: definitions.Problems{}}
+				if set != nil {
+					v.Jobs, v.Connections = len(set.Jobs), len(set.Connections)
+				}
+				if err != nil {
+					var probs definitions.Problems
+					if !errors.As(err, &probs) {
+						return err // not a definitions problem (unreadable directory …)
+					}
+					v.Problems = probs
+				}
+				if jerr := writeJSON(a.stdout, v); jerr != nil {
+					return jerr
+				}
+				if err != nil {
+					return usagef("definitions in %s: %d problems", where, len(v.Problems))
+				}
+				return nil
+			}
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(a.stdout, "%s: %d jobs, %d connections: OK\n", where, len(set.Jobs), len(set.Connections))
 			return nil
 		},
 	}
+	validate.Flags().BoolVar(&validateJSON, "json", false, "print {source, ok, jobs, connections, problems: [{file, line, path, message}]}")
 	cmd.AddCommand(list, validate, a.reloadCommand())
 	return cmd
 }

@@ -292,3 +292,56 @@ func TestSalesforceB2CPresetEveryCode(t *testing.T) {
 	}
 	w.noSecrets(t)
 }
+
+func TestDefinitionsValidateJSONReportsConnectorProblems(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "x.yaml"), []byte(`connections:
+  - name: occ
+    type: http
+    preset: oracle-commerce
+    settings: {baseURL: "http://x", timout: 5s}
+    secrets: {applicationKey: K}
+jobs:
+  - name: A
+    connection: occ
+    processor: http
+    operation: handleOrderActions
+    parameters: [{name: op, type: string}]
+`), 0o644))
+	r := jobrunner(t, "definitions", "validate", "--json", "--definitions", dir)
+	require.Equal(t, 2, r.code, "%s", r)
+	v := decodeJSON[struct {
+		OK       bool `json:"ok"`
+		Problems []struct {
+			File, Path, Message string
+			Line                int
+		} `json:"problems"`
+	}](t, r.stdout)
+	require.False(t, v.OK)
+	require.Len(t, v.Problems, 2, "%s", r.stdout)
+	require.Equal(t, "x.yaml", v.Problems[0].File)
+	require.Equal(t, 5, v.Problems[0].Line)
+	require.Equal(t, "connections[0].settings.timout", v.Problems[0].Path)
+
+	require.Equal(t, "jobs[0].operation", v.Problems[1].Path)
+
+	// Fixed settings: the job's missing input is still reported.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "x.yaml"), []byte(`connections:
+  - name: occ
+    type: http
+    preset: oracle-commerce
+    settings: {baseURL: "http://x"}
+    secrets: {applicationKey: K}
+jobs:
+  - name: A
+    connection: occ
+    processor: http
+    operation: handleOrderActions
+    parameters: [{name: op, type: string}]
+`), 0o644))
+	r = jobrunner(t, "definitions", "validate", "--json", "--definitions", dir)
+	require.Equal(t, 2, r.code, "%s", r)
+	require.Contains(t, r.stdout, `"line": 11`)
+	require.Contains(t, r.stdout, "operation handleOrderActions needs input id, which no parameter provides")
+}

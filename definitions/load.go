@@ -30,8 +30,8 @@ type Problem struct {
 	Pos
 	// Path names the field, e.g. "jobs[0].parameters[1].type" (indexes
 	// count within the file); empty for file-level problems.
-	Path    string
-	Message string
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
 }
 
 // Error returns "file:line: path: message" (the line and path are left
