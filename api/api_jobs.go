@@ -171,7 +171,11 @@ func noQuery(r *http.Request) error {
 		return nil
 	}
 	fields := map[string]string{}
-	for k := range r.URL.Query() {
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	for k := range q {
 		fields[k] = "unknown query parameter"
 	}
 	return &Error{Kind: KindInvalid, Code: "bad_query", Message: "this route takes no query parameters", Fields: fields}

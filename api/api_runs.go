@@ -80,9 +80,11 @@ func attemptViews(as []jobs.Attempt) []attemptView {
 
 // triggerRequest is the body of POST /api/v1/jobs/{name}/runs.
 type triggerRequest struct {
-	Parameters     map[string]json.RawMessage `json:"parameters"`
-	IdempotencyKey string                     `json:"idempotencyKey"`
-	Preview        bool                       `json:"preview"`
+	Parameters map[string]json.RawMessage `json:"parameters"`
+	// IdempotencyKey is a pointer so that an empty key (a client bug: it
+	// would mean "no key") is refused rather than ignored.
+	IdempotencyKey *string `json:"idempotencyKey"`
+	Preview        bool    `json:"preview"`
 }
 
 // retryRequest is the body of POST /api/v1/runs/{id}/retry.
@@ -205,7 +207,15 @@ func (s *Server) triggerRun(w http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return err
 	}
-	e, err := s.enqueue(r.Context(), j, params, req.IdempotencyKey, req.Preview, p)
+	key := ""
+	if req.IdempotencyKey != nil {
+		if *req.IdempotencyKey == "" {
+			return &Error{Kind: KindInvalid, Code: "bad_idempotency_key", Message: "idempotencyKey is empty: leave it out to trigger without a key",
+				Fields: map[string]string{"idempotencyKey": "empty"}}
+		}
+		key = *req.IdempotencyKey
+	}
+	e, err := s.enqueue(r.Context(), j, params, key, req.Preview, p)
 	if err != nil {
 		return err
 	}
@@ -318,7 +328,11 @@ func (s *Server) listPage(ctx context.Context, f jobs.Filter) ([]jobs.Run, strin
 }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, _ principal) error {
-	f, err := runFilter(r.URL.Query())
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	f, err := runFilter(q)
 	if err != nil {
 		return err
 	}
@@ -464,7 +478,11 @@ func (s *Server) runLogs(w http.ResponseWriter, r *http.Request, _ principal) er
 	if err != nil {
 		return err
 	}
-	lq, err := parseLogsQuery(r.URL.Query())
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	lq, err := parseLogsQuery(q)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -39,7 +40,7 @@ func TestJobsRoutes(t *testing.T) {
 		params := oc["parameters"].([]any)
 		require.Equal(t, map[string]any{"name": "OrderNumber", "type": "string", "prompt": "Order Number",
 			"description": "The commerce order number, as the ERP knows it.", "required": true,
-			"pattern": "[A-Za-z0-9_./-]+", "max": "64"}, params[0])
+			"pattern": "[A-Za-z0-9_-][A-Za-z0-9_./-]*", "max": "64"}, params[0])
 		require.Equal(t, map[string]any{"name": "Reason", "type": "enum", "prompt": "Cancellation Reason", "required": false,
 			"default": "customerRequest", "values": []any{"customerRequest", "fraud", "outOfStock", "duplicateOrder"}}, params[1])
 
@@ -152,6 +153,11 @@ func TestTriggerRejects(t *testing.T) {
 			{"preview unsupported", "OrderStatusSync", `{"preview":true}`, 400, "preview_unsupported", []string{"preview"}},
 			{"unknown job", "Nope", `{}`, 404, "job_not_found", nil},
 			{"body too large", "OrderCancel", big, 413, "too_large", nil},
+			{"empty idempotency key", "Noop", `{"idempotencyKey":""}`, 400, "bad_idempotency_key", []string{"idempotencyKey"}},
+			{"duplicate key", "Noop", `{"parameters":{"SleepMs":1,"SleepMs":2}}`, 400, "bad_body", nil},
+			{"duplicate top-level key", "Noop", `{"preview":false,"parameters":{},"preview":true}`, 400, "bad_body", nil},
+			{"dot order number", "OrderCancel", `{"parameters":{"OrderNumber":"."}}`, 400, "invalid_parameters", []string{"OrderNumber"}},
+			{"dot-dot order number", "OrderCancel", `{"parameters":{"OrderNumber":".."}}`, 400, "invalid_parameters", []string{"OrderNumber"}},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -168,8 +174,47 @@ func TestTriggerRejects(t *testing.T) {
 				require.ElementsMatch(t, tc.fields, keys, "%v", fields)
 			})
 		}
+		// A body that says it is not JSON.
+		req, err := http.NewRequest(http.MethodPost, e.http.URL+"/api/v1/jobs/Noop/runs", strings.NewReader(`{"parameters":{}}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Authorization", "Bearer "+operatorSecret)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, "%s", b)
+		var m map[string]any
+		require.NoError(t, jsonUnmarshal(b, &m))
+		code, _ := apiError(t, m)
+		require.Equal(t, "unsupported_media_type", code)
 		require.Zero(t, countRuns(t, s), "nothing is stored for a rejected trigger")
+
+		// A malformed filter is refused, never dropped.
+		status, m := e.doJSON(http.MethodGet, "/api/v1/runs?param.OrderNumber=%", viewerSecret, nil)
+		require.Equal(t, http.StatusBadRequest, status, "%v", m)
+		code, _ = apiError(t, m)
+		require.Equal(t, "bad_query", code)
 	})
+}
+
+func TestDuplicateKeyScanner(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in  string
+		dup string
+	}{
+		{`{"a":1,"b":2}`, ""},
+		{`{"a":{"a":1},"b":[{"a":1},{"a":2}]}`, ""},
+		{`{"a":1,"a":2}`, "a"},
+		{`{"x":{"k":"v","k":"w"}}`, "k"},
+		{`[{"k":1},{"k":1,"j":[1,{"k":2}],"k":3}]`, "k"},
+		{`{"a":"b","b":"a"}`, ""},
+	} {
+		got, ok := api.DuplicateKey([]byte(tc.in))
+		require.Equal(t, tc.dup != "", ok, tc.in)
+		require.Equal(t, tc.dup, got, tc.in)
+	}
 }
 
 func TestIdempotency(t *testing.T) {

@@ -25,6 +25,7 @@ const (
 	KindMethodNotAllowed    Kind = "method_not_allowed"   // route exists for other methods
 	KindConflict            Kind = "conflict"             // run finished (cancel) or still active (retry)
 	KindTooLarge            Kind = "too_large"            // request body over MaxBodyBytes
+	KindUnsupportedMedia    Kind = "unsupported_media"    // a body that is not JSON
 	KindIdempotencyMismatch Kind = "idempotency_mismatch" // key reused with other parameters
 	KindInternal            Kind = "internal"             // a bug
 	KindNotImplemented      Kind = "not_implemented"      // feature not configured (reload)
@@ -40,6 +41,7 @@ var statusByKind = map[Kind]int{
 	KindMethodNotAllowed:    http.StatusMethodNotAllowed,
 	KindConflict:            http.StatusConflict,
 	KindTooLarge:            http.StatusRequestEntityTooLarge,
+	KindUnsupportedMedia:    http.StatusUnsupportedMediaType,
 	KindIdempotencyMismatch: http.StatusUnprocessableEntity,
 	KindInternal:            http.StatusInternalServerError,
 	KindNotImplemented:      http.StatusNotImplemented,

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -31,6 +34,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 		}
 		return errorf(KindInvalid, "bad_body", "a JSON body is required")
 	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return &Error{Kind: KindUnsupportedMedia, Code: "unsupported_media_type",
+				Message: fmt.Sprintf("the body must be JSON (Content-Type: application/json), not %q", ct)}
+		}
+	}
+	if key, ok := duplicateKey(data); ok {
+		return &Error{Kind: KindInvalid, Code: "bad_body", Message: fmt.Sprintf("invalid JSON body: key %q appears twice in one object", key)}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
@@ -41,6 +54,66 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 		return errorf(KindInvalid, "bad_body", "invalid JSON body: unexpected data after the JSON value")
 	}
 	return nil
+}
+
+// duplicateKey reports the first key that appears twice in one JSON
+// object of data (encoding/json keeps the last silently). Invalid JSON is
+// left to the decoder to report.
+func duplicateKey(data []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	type frame struct {
+		obj    bool
+		keys   map[string]bool
+		expect bool // next string token in an object is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if top != nil && top.obj {
+					top.expect = true // the value ends here; the next string is a key
+				}
+				stack = append(stack, &frame{obj: t == '{', keys: map[string]bool{}, expect: t == '{'})
+				continue
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+				continue
+			}
+		case string:
+			if top != nil && top.obj && top.expect {
+				if top.keys[t] {
+					return t, true
+				}
+				top.keys[t] = true
+				top.expect = false
+				continue
+			}
+		}
+		if top != nil && top.obj {
+			top.expect = true // a scalar value ended
+		}
+	}
+}
+
+// query parses r's query string strictly: a malformed one (such as
+// "param.OrderNumber=%") is a 400, never a filter silently dropped.
+func query(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, &Error{Kind: KindInvalid, Code: "bad_query", Message: "malformed query string: " + err.Error() + " (escape % as %25)", Err: err}
+	}
+	return q, nil
 }
 
 // paramsText converts JSON parameter values to the text that

@@ -1,0 +1,4 @@
+package api
+
+// DuplicateKey exports duplicateKey to the tests.
+var DuplicateKey = duplicateKey
