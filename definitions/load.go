@@ -206,11 +206,17 @@ func loadFS(fsys fs.FS, dir, shown string) (*Set, error) {
 	var probs Problems
 	var statusesAt Pos
 	for _, name := range names {
-		data, err := fs.ReadFile(fsys, path.Join(dir, name))
+		l := &loader{file: name, probs: &probs}
+		// Refuse a huge file before reading it (a 50 MB file must not be
+		// read whole to be refused).
+		if st, err := fs.Stat(fsys, path.Join(dir, name)); err == nil && st.Size() > MaxFileSize {
+			l.add(Pos{File: name}, "", "file is larger than %d bytes (%d bytes)", MaxFileSize, st.Size())
+			continue
+		}
+		data, err := readCapped(fsys, path.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("loading definitions from %s: %w", shown, err)
 		}
-		l := &loader{file: name, probs: &probs}
 		if len(data) > MaxFileSize {
 			l.add(Pos{File: name}, "", "file is larger than %d bytes", MaxFileSize)
 			continue
@@ -223,6 +229,17 @@ func loadFS(fsys fs.FS, dir, shown string) (*Set, error) {
 		return set, probs
 	}
 	return set, nil
+}
+
+// readCapped reads at most MaxFileSize+1 bytes of a file (one that grew
+// after its Stat is still not read whole).
+func readCapped(fsys fs.FS, name string) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 }
 
 // loader walks the YAML nodes of one file.
@@ -243,17 +260,64 @@ func (l *loader) problem(n *yaml.Node, path, format string, args ...any) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// syntax records a YAML syntax error with its line when the parser gave one.
-func (l *loader) syntax(err error) {
+// syntax records a YAML syntax error with its line when the parser gave
+// one. yaml.v3 names the line where the enclosing block starts ("line 1:
+// did not find expected key" for a bad indent on line 4); the line of the
+// problem itself is found by parsing ever longer prefixes of the file
+// (see problemLine) and reported, with the block's start when it differs.
+func (l *loader) syntax(err error, data []byte) {
 	msg := err.Error()
 	p := Pos{File: l.file}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		p.Line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+		if at := problemLine(data, msg); at > p.Line {
+			msg = fmt.Sprintf("%s (in the block that starts at line %d)", msg, p.Line)
+			p.Line = at
+		}
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
 	l.add(p, "", "YAML syntax error: %s", msg)
+}
+
+// problemLine returns the first line n such that the file's first n lines
+// already fail with msg, or 0 when none does (or the file is too long to
+// search). The search is a binary search: a prefix that contains the
+// problem fails with the same message.
+func problemLine(data []byte, msg string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > 100000 {
+		return 0
+	}
+	fails := func(n int) bool {
+		prefix := bytes.Join(lines[:n], nil)
+		var doc yaml.Node
+		err := decode(yaml.NewDecoder(bytes.NewReader(prefix)), &doc)
+		if err == nil {
+			return false
+		}
+		m := yamlLine.FindStringSubmatch(err.Error())
+		return m != nil && m[2] == msg
+	}
+	lo, hi := 1, len(lines)
+	if !fails(hi) {
+		return 0
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	// The last line of the prefix may be an empty remainder after the
+	// final newline: name the last line with content.
+	for lo > 1 && len(bytes.TrimSpace(lines[lo-1])) == 0 {
+		lo--
+	}
+	return lo
 }
 
 // decode decodes the next document; a panic in the YAML parser becomes an
@@ -272,7 +336,7 @@ func (l *loader) loadFile(data []byte, set *Set, statusesAt *Pos) {
 	var doc yaml.Node
 	if err := decode(dec, &doc); err != nil {
 		if !errors.Is(err, io.EOF) {
-			l.syntax(err)
+			l.syntax(err, data)
 		}
 		return
 	}
@@ -280,7 +344,7 @@ func (l *loader) loadFile(data []byte, set *Set, statusesAt *Pos) {
 	if err := decode(dec, &extra); err == nil {
 		l.problem(&extra, "", "a file holds one YAML document; found a second one")
 	} else if !errors.Is(err, io.EOF) {
-		l.syntax(err)
+		l.syntax(err, data)
 		return
 	}
 	l.rejectAliases(&doc, 0)

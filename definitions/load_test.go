@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -336,4 +337,36 @@ func TestLoadAndValidate(t *testing.T) {
 
 	_, err = LoadAndValidate("testdata/nope", fakeCatalog{})
 	require.ErrorContains(t, err, "loading definitions from testdata/nope")
+}
+
+func TestSyntaxErrorsNameTheProblemLine(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ yaml, want string }{
+		{"jobs:\n  - name: A\n    connection: b\n   processor: x\n", "bad.yaml:4: YAML syntax error: did not find expected '-' indicator (in the block that starts at line 1)"},
+		{"jobs:\n  - name: A\n    connection: b\n    - processor\n  - name: B\n", "bad.yaml:4: YAML syntax error: did not find expected key (in the block that starts at line 1)"},
+		{"jobs:\n  - name: A\n    connection: b\n    processor: x: y\n", "bad.yaml:4: YAML syntax error: mapping values are not allowed in this context"},
+	}
+	for _, tc := range cases {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte(tc.yaml), 0o644))
+		_, err := LoadDir(dir)
+		require.Error(t, err)
+		require.Equal(t, tc.want, err.Error())
+	}
+}
+
+func TestHugeFileRefusedBeforeReading(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "huge.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(50<<20)) // sparse: 50 MB that costs nothing to make
+	require.NoError(t, f.Close())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = LoadDir(dir)
+	runtime.ReadMemStats(&after)
+	require.ErrorContains(t, err, "huge.yaml: file is larger than 4194304 bytes (52428800 bytes)")
+	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(8<<20), "the file was not read")
 }
