@@ -138,6 +138,10 @@ func asError(err error) *Error {
 // read-only or timing out — as 503 "unavailable". The store writes each
 // change in one transaction, so such an error means nothing was accepted.
 func storeError(err error) *Error {
+	if errors.Is(err, jobs.ErrOutcomeUnknown) {
+		return &Error{Kind: KindUnavailable, Code: "outcome_unknown", Err: err,
+			Message: "the database connection was lost while the run was being stored and it could not be checked: the run may exist; look for it (GET /api/v1/runs?job=…) or retry with an idempotencyKey, which never makes a second run"}
+	}
 	e := asError(err)
 	if e.Kind == KindInternal {
 		return &Error{Kind: KindUnavailable, Code: "database_unavailable", Message: "the database is unavailable; nothing was stored, try again later", Err: err}

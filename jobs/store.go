@@ -31,6 +31,10 @@ var (
 	// ErrIdempotencyMismatch: an idempotency key was reused with other
 	// parameters.
 	ErrIdempotencyMismatch = errors.New("jobs: idempotency key reused with different parameters")
+	// ErrOutcomeUnknown: a write's commit was sent but its answer was lost
+	// and what happened could not be found out (the database stayed
+	// unreachable): the run may or may not be stored.
+	ErrOutcomeUnknown = errors.New("jobs: outcome unknown")
 	// ErrFinished: the run is already in a final status.
 	ErrFinished = errors.New("jobs: run already finished")
 	// ErrNotQueued: the run cannot be claimed because it is not queued.
@@ -48,6 +52,9 @@ type Store struct {
 
 	instMu sync.Mutex
 	inst   string // installation id, once read
+
+	// commitHook replaces Enqueue's commit in tests (a lost answer).
+	commitHook func(tx *gorm.DB) error
 }
 
 // batchRows is the most rows one multi-row INSERT carries: the SQLite
@@ -144,16 +151,83 @@ func (s *Store) Enqueue(ctx context.Context, nr NewRun) (*Enqueued, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return insertRun(tx, r, text, nr.Steps)
-	})
-	if err == nil {
+	tx := s.db.WithContext(ctx).Begin()
+	if tx.Error != nil {
+		return nil, fmt.Errorf("jobs: enqueue %s: %w", nr.Job.Name, tx.Error)
+	}
+	if err := insertRun(tx, r, text, nr.Steps); err != nil {
+		tx.Rollback()
+		if !errors.Is(err, gorm.ErrDuplicatedKey) {
+			return nil, fmt.Errorf("jobs: enqueue %s: %w", nr.Job.Name, err)
+		}
+		return s.existing(ctx, r)
+	}
+	cerr := s.commit(tx)
+	if cerr == nil {
 		return &Enqueued{Run: r, Created: true}, nil
 	}
-	if !errors.Is(err, gorm.ErrDuplicatedKey) {
-		return nil, fmt.Errorf("jobs: enqueue %s: %w", nr.Job.Name, err)
+	// The COMMIT was sent but its answer did not arrive: the run may be
+	// stored. Find out before saying anything (a client told "nothing was
+	// stored" retries and makes a second run).
+	got, found, rerr := s.resolveInsert(ctx, r)
+	switch {
+	case rerr != nil:
+		return nil, fmt.Errorf("jobs: enqueue %s: %w: the commit's answer was lost (%v) and the run could not be looked up (%v)",
+			nr.Job.Name, ErrOutcomeUnknown, cerr, rerr)
+	case found:
+		return &Enqueued{Run: got, Created: true}, nil
 	}
-	return s.existing(ctx, r)
+	return nil, fmt.Errorf("jobs: enqueue %s: %w", nr.Job.Name, cerr)
+}
+
+// commit commits tx; a test may make it fail after (or instead of)
+// committing, as a dropped connection does.
+func (s *Store) commit(tx *gorm.DB) error {
+	if s.commitHook != nil {
+		return s.commitHook(tx)
+	}
+	return tx.Commit().Error
+}
+
+// resolveTimeout bounds the look-up of an insert whose commit's answer
+// was lost (a variable for tests).
+var resolveTimeout = 5 * time.Second
+
+// resolveInsert finds out whether run r, whose commit's answer was lost,
+// was stored. MySQL: a locking read of its id waits while the inserting
+// transaction is still undecided (the server rolls back the transaction
+// of a connection it saw drop), so the answer is final. The row must be
+// r's own (same job, creator and creation time), not a later run that
+// reused the id.
+func (s *Store) resolveInsert(ctx context.Context, r *Run) (*Run, bool, error) {
+	if r.ID == 0 {
+		return nil, false, errors.New("the insert returned no id")
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
+	defer cancel()
+	var last error
+	for {
+		var got Run
+		q := s.db.WithContext(rctx)
+		if s.dialect != migrations.SQLite {
+			q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+		}
+		err := q.Where("id = ?", r.ID).Take(&got).Error
+		switch {
+		case err == nil:
+			d := got.CreatedAt.Sub(r.CreatedAt)
+			mine := got.Job == r.Job && got.TriggeredBy == r.TriggeredBy && d > -2*time.Microsecond && d < 2*time.Microsecond
+			return &got, mine, nil
+		case errors.Is(err, gorm.ErrRecordNotFound):
+			return nil, false, nil
+		}
+		last = err
+		select {
+		case <-rctx.Done():
+			return nil, false, last
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // newRunRow returns the queued run row of nr and its parameters as text.

@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -9,7 +10,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
+	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
 	"github.com/jobrunner/jobrunner/migrations"
@@ -329,5 +332,54 @@ func TestInstallationIDStableAndShared(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok)
 		require.Equal(t, a, v)
+	})
+}
+
+// TestEnqueueCommitAnswerLost: the COMMIT reached the database but its
+// answer did not reach us (a dropped connection). Enqueue must find the
+// stored run and say it was created — never "nothing was stored" — and
+// must say "not stored" only when it was not, and "unknown" when it
+// cannot tell.
+func TestEnqueueCommitAnswerLost(t *testing.T) {
+	jobs.SetResolveTimeout(500 * time.Millisecond)
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		job := &definitions.Job{Name: "Lost", Retry: definitions.RetryPolicy{MaxAttempts: 1}}
+		lost := errors.New("invalid connection")
+
+		jobs.SetCommitHook(s, func(tx *gorm.DB) error {
+			require.NoError(t, tx.Commit().Error)
+			return lost // committed, answer lost
+		})
+		e, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Trigger: jobs.TriggerAPI, TriggeredBy: "t"})
+		require.NoError(t, err, "a stored run is reported as stored")
+		require.True(t, e.Created)
+		got, err := s.Get(ctx, e.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, "Lost", got.Job)
+
+		jobs.SetCommitHook(s, func(tx *gorm.DB) error {
+			require.NoError(t, tx.Rollback().Error)
+			return lost // never committed
+		})
+		_, err = s.Enqueue(ctx, jobs.NewRun{Job: job, Trigger: jobs.TriggerAPI, TriggeredBy: "t"})
+		require.ErrorIs(t, err, lost)
+		require.NotErrorIs(t, err, jobs.ErrOutcomeUnknown)
+
+		jobs.SetCommitHook(s, nil)
+		var n int64
+		require.NoError(t, s.DB().Table("runs").Where("job = ?", "Lost").Count(&n).Error)
+		require.Equal(t, int64(1), n, "exactly the committed run")
+
+		// The database is gone before the run can be looked up: unknown.
+		jobs.SetCommitHook(s, func(tx *gorm.DB) error {
+			require.NoError(t, tx.Commit().Error)
+			sqlDB, err := s.DB().DB()
+			require.NoError(t, err)
+			require.NoError(t, sqlDB.Close())
+			return lost
+		})
+		_, err = s.Enqueue(ctx, jobs.NewRun{Job: job, Trigger: jobs.TriggerAPI, TriggeredBy: "t"})
+		require.ErrorIs(t, err, jobs.ErrOutcomeUnknown)
 	})
 }
