@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/migrations"
 )
 
@@ -42,6 +43,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ principal) err
 	run("database", func(ctx context.Context) check {
 		if err := s.cfg.Store.Ping(ctx); err != nil {
 			s.log().WithError(err).Warn("readyz: database unreachable")
+			return check{Message: "unreachable"}
+		}
+		if err := s.cfg.Store.CheckWritable(ctx); err != nil {
+			if jobs.IsReadOnly(err) {
+				s.log().WithError(err).Warn("readyz: the database is read-only")
+				return check{Message: "read-only: it refuses writes (MySQL error 1290/1836); point the DSN at the primary"}
+			}
+			s.log().WithError(err).Warn("readyz: database write check failed")
 			return check{Message: "unreachable"}
 		}
 		return check{OK: true}

@@ -184,8 +184,77 @@ func openMySQL(ctx context.Context, d *DSN, cfg *gorm.Config) (*gorm.DB, error) 
 			break
 		}
 	}
+	var me *gomysql.MySQLError
+	if errors.As(lastErr, &me) {
+		if hint, ok := permanentHints[me.Number]; ok {
+			return nil, fmt.Errorf("jobs: connect to %s: %w: %s (%s)", d, ErrDatabaseRefused, redactErr(lastErr, d), hint)
+		}
+	}
 	return nil, fmt.Errorf("jobs: connect to %s: %s", d, redactErr(lastErr, d))
 }
+
+// ErrDatabaseRefused: the server answered and refused the connection for
+// a reason waiting will not fix (wrong user or password, unknown
+// database): OpenWait fails at once instead of retrying.
+var ErrDatabaseRefused = errors.New("the database refused the connection")
+
+// permanentHints are the MySQL/MariaDB errors of a connection attempt
+// that retrying cannot fix, with what to do.
+var permanentHints = map[uint16]string{
+	1044: "the user may not use this database: GRANT it the database's privileges",
+	1045: "check the DSN's user and password",
+	1049: "create the database (CREATE DATABASE …) or fix the DSN's database name",
+	1698: "check the DSN's user and password (this account may only log in through a local socket)",
+	1227: "the user lacks a privilege the connection needs",
+}
+
+// ErrReadOnly: the database accepts connections but refuses writes
+// (read_only / innodb_read_only: MySQL errors 1290, 1836), as a replica
+// or a primary being failed over does.
+var ErrReadOnly = errors.New("the database is read-only")
+
+// IsReadOnly reports whether err is a write refused by a read-only
+// server (MySQL errors 1290, 1836), or ErrReadOnly.
+func IsReadOnly(err error) bool {
+	if errors.Is(err, ErrReadOnly) {
+		return true
+	}
+	var me *gomysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1290 || me.Number == 1836)
+}
+
+// CheckWritable proves the database accepts writes without changing
+// anything: an UPDATE that matches no row, rolled back. A read-only
+// server refuses it (error 1290 or 1836) and CheckWritable returns an
+// error wrapping ErrReadOnly with the server's message. SQLite: nil.
+func (s *Store) CheckWritable(ctx context.Context) error {
+	if s.dialect != migrations.MySQL {
+		return nil
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec("UPDATE job_state SET value = value WHERE 1 = 0").Error; err != nil {
+			return err
+		}
+		return errRollback
+	})
+	switch {
+	case errors.Is(err, errRollback):
+		return nil
+	case IsReadOnly(err):
+		return fmt.Errorf("jobs: %s: %w (%s): point the DSN at the primary", s.dsn, ErrReadOnly, redactErr(err, s.dsn))
+	}
+	// The driver's RejectReadOnly (set so that a failover reconnects to the
+	// new primary) turns error 1290 into "bad connection": ask the server.
+	var ro struct{ ReadOnly, InnodbReadOnly int }
+	if qerr := s.db.WithContext(ctx).Raw("SELECT @@global.read_only AS read_only, @@global.innodb_read_only AS innodb_read_only").Scan(&ro).Error; qerr == nil &&
+		(ro.ReadOnly != 0 || ro.InnodbReadOnly != 0) {
+		return fmt.Errorf("jobs: %s: %w (read_only=%d, innodb_read_only=%d; writes fail with error 1290/1836): point the DSN at the primary",
+			s.dsn, ErrReadOnly, ro.ReadOnly, ro.InnodbReadOnly)
+	}
+	return fmt.Errorf("jobs: write check on %s: %s", s.dsn, redactErr(err, s.dsn))
+}
+
+var errRollback = errors.New("rollback")
 
 // redactErr returns err's text with the DSN password removed.
 func redactErr(err error, d *DSN) string {

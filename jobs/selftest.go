@@ -65,12 +65,14 @@ func (s *Store) CheckSkipLocked(ctx context.Context) error {
 
 // OpenWait is Open that waits for the database: connection errors are
 // retried with backoff (up to 10s apart, logged) until ctx is done. A bad
-// DSN fails at once.
+// DSN, and a server that refuses the user or does not have the database
+// (ErrDatabaseRefused, with the server's message and a hint), fail at
+// once.
 func OpenWait(ctx context.Context, dsn string, opts OpenOptions, log *logrus.Logger) (*Store, error) {
 	delay := 250 * time.Millisecond
 	for {
 		s, err := Open(ctx, dsn, opts)
-		if err == nil || errors.Is(err, ErrBadDSN) {
+		if err == nil || errors.Is(err, ErrBadDSN) || errors.Is(err, ErrDatabaseRefused) {
 			return s, err
 		}
 		if log != nil {
