@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -344,4 +345,17 @@ jobs:
 	require.Equal(t, 2, r.code, "%s", r)
 	require.Contains(t, r.stdout, `"line": 11`)
 	require.Contains(t, r.stdout, "operation handleOrderActions needs input id, which no parameter provides")
+}
+
+func TestServeBindsBeforeStartingAnything(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	db, _ := tempDB(t)
+	r := jobrunner(t, db, "serve", "--http", ln.Addr().String())
+	require.Equal(t, 1, r.code, "%s", r)
+	require.Contains(t, r.stderr, "address already in use (nothing was started)")
+	require.NotContains(t, r.stderr, "workers started")
+	require.NotContains(t, r.stderr, "scheduler")
 }

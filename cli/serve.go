@@ -82,10 +82,18 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	if err != nil {
 		return usageError{fmt.Errorf("JOBRUNNER_API_TOKENS: %w", err)}
 	}
+	// Bind first: with the port taken, nothing (workers, scheduler) may
+	// start and claim runs before the failure.
+	var ln net.Listener
 	if o.addr != "" {
 		if err := api.CheckListen(o.addr, tokens); err != nil {
 			return usageError{err}
 		}
+		ln, err = net.Listen("tcp", o.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w (nothing was started)", o.addr, err)
+		}
+		defer ln.Close() // also closed by the server's Shutdown; a second Close is harmless
 	}
 	if o.demo {
 		stop, err := a.startDemoERP()
@@ -216,10 +224,6 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 		})
 		if err != nil {
 			return err
-		}
-		ln, err := net.Listen("tcp", o.addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", o.addr, err)
 		}
 		srv = &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		a.log.WithField("addr", "http://"+ln.Addr().String()).Info("HTTP API and dashboard listening")
