@@ -184,10 +184,26 @@ type principal struct {
 	Role Role
 	// Anonymous marks the no-token mode (loopback only).
 	Anonymous bool
+	// Via is where the request came from: "" for the API, "dashboard" for
+	// the dashboard's forms.
+	Via string
 }
 
-// who is what runs record as triggered_by / cancelled_by.
-func (p principal) who() string { return "api:" + p.Name }
+// who is what runs record as triggered_by / cancelled_by: "api:NAME", or
+// "dashboard:NAME" for the dashboard's forms (NAME is the token's name, or
+// "anonymous" in no-token mode).
+func (p principal) who() string {
+	if p.Via != "" {
+		return p.Via + ":" + p.Name
+	}
+	return "api:" + p.Name
+}
+
+// viaDashboard returns p marked as acting through the dashboard.
+func (p principal) viaDashboard() principal {
+	p.Via = "dashboard"
+	return p
+}
 
 // anonymousName is the principal name of requests in no-token mode.
 const anonymousName = "anonymous"

@@ -136,7 +136,7 @@ func TestBrowser(t *testing.T) {
 	require.Regexp(t, `/runs/\d+$`, runURL)
 	do("watch the run finish", chromedp.WaitVisible(chromedp.CSS(`#run-status [data-status="succeeded"]`)))
 	require.Contains(t, text("pre.result"), `"erpStatus": "Cancelled"`)
-	require.Contains(t, text("dl.facts"), "api by api:ops")
+	require.Contains(t, text("dl.facts"), "api by dashboard:ops")
 	order, ok := e.erp.Get("WEB000123")
 	require.True(t, ok)
 	require.Equal(t, "Cancelled", order.Status, "the ERP was told")
@@ -179,7 +179,7 @@ func TestBrowser(t *testing.T) {
 	r, err := s.Get(context.Background(), runID(longURL))
 	require.NoError(t, err)
 	require.Equal(t, jobs.StatusCancelled, r.Status)
-	require.Equal(t, "api:ops", r.CancelledBy)
+	require.Equal(t, "dashboard:ops", r.CancelledBy)
 	require.NotNil(t, r.StartedAt, "it was running when cancelled")
 	require.Less(t, r.FinishedAt.Sub(*r.StartedAt), 50*time.Second, "cancelled long before its 60 s sleep")
 }

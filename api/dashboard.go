@@ -511,7 +511,7 @@ func (s *Server) jobRunSubmit(w http.ResponseWriter, r *http.Request, sess *sess
 	if idem != "" {
 		key = "ui:" + idem
 	}
-	e, err := s.enqueue(r.Context(), j, params, key, preview, sess.who)
+	e, err := s.enqueue(r.Context(), j, params, key, preview, sess.who.viaDashboard())
 	if err != nil {
 		return fail(asError(err))
 	}
@@ -829,7 +829,7 @@ func (s *Server) runCancelSubmit(w http.ResponseWriter, r *http.Request, sess *s
 	if err != nil {
 		return err
 	}
-	if _, err := s.cfg.Store.Cancel(r.Context(), id, sess.who.who()); err != nil {
+	if _, err := s.cfg.Store.Cancel(r.Context(), id, sess.who.viaDashboard().who()); err != nil {
 		return storeError(err)
 	}
 	http.Redirect(w, r, "/runs/"+strconv.FormatInt(id, 10), http.StatusSeeOther)
@@ -861,7 +861,7 @@ func (s *Server) runRetrySubmit(w http.ResponseWriter, r *http.Request, sess *se
 			b, _ := json.Marshal(v)
 			overrides[p.Name] = b
 		}
-		e, err := s.retry(r.Context(), id, overrides, r.PostForm.Get("fromFailedStep") == "true", sess.who)
+		e, err := s.retry(r.Context(), id, overrides, r.PostForm.Get("fromFailedStep") == "true", sess.who.viaDashboard())
 		if err != nil {
 			ae := asError(err)
 			if ae.Kind != KindInvalid {
@@ -877,7 +877,7 @@ func (s *Server) runRetrySubmit(w http.ResponseWriter, r *http.Request, sess *se
 		}
 		return redirectRun(w, r, e)
 	}
-	e, err := s.retry(r.Context(), id, nil, r.PostForm.Get("fromFailedStep") == "true", sess.who)
+	e, err := s.retry(r.Context(), id, nil, r.PostForm.Get("fromFailedStep") == "true", sess.who.viaDashboard())
 	if err != nil {
 		return err
 	}

@@ -190,7 +190,7 @@ func TestDashboardRunNow(t *testing.T) {
 		require.Equal(t, http.StatusOK, status)
 		require.Regexp(t, `^/runs/\d+$`, path)
 		require.Contains(t, body, "WEB000123")
-		require.Contains(t, body, "api by api:ops")
+		require.Contains(t, body, "api by dashboard:ops")
 		require.Contains(t, body, `id="cancel-run"`)
 		runPath := path
 
@@ -229,7 +229,7 @@ func TestDashboardRunNow(t *testing.T) {
 		_, path, body = b.post(runPath+"/cancel", nil)
 		require.Equal(t, runPath, path)
 		require.Contains(t, body, `data-status="cancelled"`)
-		require.Contains(t, body, "api:ops")
+		require.Contains(t, body, "dashboard:ops")
 		require.Contains(t, body, `id="retry-run"`)
 		status, _, _ = b.post(runPath+"/cancel", nil)
 		require.Equal(t, http.StatusConflict, status)
@@ -240,7 +240,7 @@ func TestDashboardRunNow(t *testing.T) {
 		require.Contains(t, body, `data-field-error="OrderNumber"`)
 		_, path, body = b.post(runPath+"/retry", url.Values{"override": {"1"}, "p.OrderNumber": {"WEB000124"}, "p.Reason": {"outOfStock"}})
 		require.Regexp(t, `^/runs/\d+$`, path)
-		require.Contains(t, body, "retry by api:ops")
+		require.Contains(t, body, "retry by dashboard:ops")
 		require.Contains(t, body, "WEB000124")
 		require.Contains(t, body, `href="`+runPath+`"`, "links the retried run")
 

@@ -233,7 +233,7 @@ func TestVTEXPresetEveryCode(t *testing.T) {
 	// the horizon (400ms here), then fail with the last code.
 	for _, code := range []string{"EOI008", "EOI009", "EOI011"} {
 		cases = append(cases, connectorCase{name: code, args: []string{"VtexOrderStatus", "--param", "OrderId=err-" + code},
-			status: "failed", code: code, msg: platformsim.VTEXMessages[code] + " (still asked to come back later after", prefix: true,
+			status: "failed", code: code, msg: platformsim.VTEXMessages[code] + " (still snoozed after", prefix: true,
 			executions: 1, snoozes: 3, atLeast: true})
 	}
 	for _, tc := range cases {

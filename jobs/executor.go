@@ -318,7 +318,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 			stopHB()
 			return e.decide(job, run, pr, parent.Err(), nil, true, lg, false)
 		}
-		lg.started(fmt.Sprintf("attempt %d of %d started", pr.Attempt, pr.MaxAttempts), "processor", plan[0].def.Processor, "connection", plan[0].conn.Name, "owner", c.Owner)
+		lg.started(fmt.Sprintf("attempt %d of %d started%s", pr.Attempt, pr.MaxAttempts, executionNote(run)), "processor", plan[0].def.Processor, "connection", plan[0].conn.Name, "owner", c.Owner)
 		perr := callWithTimeout(ctx, timeout, plan[0].proc, pr)
 		if perr == nil && job.PostProcessor != "" {
 			perr = e.postProcess(ctx, timeout, job, plan[0].conn, pr)
@@ -343,7 +343,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 		return f
 	}
 	if start < len(rows) {
-		lg.started(fmt.Sprintf("attempt %d of %d started at step %d of %d (%s)", run.AttemptsUsed(), run.MaxAttempts, start+1, len(rows), rows[start].Name),
+		lg.started(fmt.Sprintf("attempt %d of %d started at step %d of %d (%s)%s", run.AttemptsUsed(), run.MaxAttempts, start+1, len(rows), rows[start].Name, executionNote(run)),
 			"owner", c.Owner)
 	}
 	last := min(start, len(rows)-1)
@@ -630,7 +630,7 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 			delay = Backoff(job.Retry, used, e.rand())
 		}
 		f.Status, f.AttemptStatus, f.NotBefore = StatusQueued, AttemptRetry, time.Now().Add(delay)
-		lg.Warn(fmt.Sprintf("attempt %d of %d failed, retrying in %s: %s", used, run.MaxAttempts, delay.Round(time.Millisecond), msg), "code", code)
+		lg.Warn(fmt.Sprintf("attempt %d of %d failed, retrying in %s: %s", used, run.MaxAttempts, HumanDuration(delay), msg), "code", code)
 		return finalize()
 	}
 
@@ -663,6 +663,9 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 			return finalize()
 		}
 		f.Status, f.AttemptStatus, f.ErrorCode, f.ErrorMessage = outcomeOf(job, prog)
+		if f.Status == StatusSucceeded || f.Status == StatusSucceededWithWarnings {
+			f.Progress.Progress = 100 // done, whether or not the processor reported progress
+		}
 		if f.Status == StatusFailed {
 			lg.Error(f.ErrorMessage, "code", f.ErrorCode)
 		} else if f.Status == StatusSucceeded {
@@ -698,13 +701,13 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 			// coming back until the horizon, then fail with the code.
 			if age := time.Since(run.CreatedAt); age >= out.Horizon {
 				f.Status, f.AttemptStatus, f.ErrorCode = StatusFailed, AttemptFailed, out.Code
-				f.ErrorMessage = fmt.Sprintf("%s (still asked to come back later after %s, the horizon is %s)", msg, age.Round(time.Second), out.Horizon)
+				f.ErrorMessage = fmt.Sprintf("%s (still snoozed after %s, the horizon is %s)", msg, age.Round(time.Second), out.Horizon)
 				lg.Error(f.ErrorMessage, "code", f.ErrorCode)
 				return finalize()
 			}
 		} else if run.Snoozes+1 > limit {
 			f.Status, f.AttemptStatus, f.ErrorCode = StatusFailed, AttemptFailed, "SNOOZE_LIMIT"
-			f.ErrorMessage = fmt.Sprintf("asked to come back later %d times, the job allows %d: %s", run.Snoozes+1, limit, msg)
+			f.ErrorMessage = fmt.Sprintf("snoozed %d times, the job allows %d (retry.maxSnoozes): %s", run.Snoozes+1, limit, msg)
 			lg.Error(f.ErrorMessage, "code", f.ErrorCode)
 			return finalize()
 		}
@@ -714,11 +717,38 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		}
 		f.Status, f.AttemptStatus, f.Snoozed, f.NotBefore = StatusQueued, AttemptSnoozed, true, time.Now().Add(delay)
 		f.ErrorCode, f.ErrorMessage = out.Code, msg
-		lg.Info(fmt.Sprintf("come back later in %s (does not use an attempt): %s", delay.Round(time.Millisecond), msg))
+		lg.Info(fmt.Sprintf("snoozed for %s (does not use an attempt): %s", HumanDuration(delay), msg))
 		return finalize()
 	default: // retry, timeout, plain errors
 		return retryOrFail(out.Code, msg, out.Delay)
 	}
+}
+
+// HumanDuration rounds d for people: whole seconds from 10s, tenths of a
+// second from 1s, milliseconds below ("2.990759344s" reads "3s").
+func HumanDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}
+
+// executionNote says, when the run was snoozed before, which execution
+// this is: an attempt that follows a snooze has the same number as the
+// attempt before it ("attempt 1 of 5 started (execution 3, after 2
+// snoozes)").
+func executionNote(run *Run) string {
+	if run.Snoozes == 0 {
+		return ""
+	}
+	s := "s"
+	if run.Snoozes == 1 {
+		s = ""
+	}
+	return fmt.Sprintf(" (execution %d, after %d snooze%s)", run.Attempt, run.Snoozes, s)
 }
 
 // redactResult hides known secret values in a result as everywhere else

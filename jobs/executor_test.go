@@ -52,6 +52,7 @@ func TestRunInlineOutcomes(t *testing.T) {
 		t.Run("success keeps typed parameters and result", func(t *testing.T) {
 			r := runInline(t, e, "Echo", map[string]string{"OrderNumber": "WEB000123", "Amount": "12.50"})
 			require.Equal(t, jobs.StatusSucceeded, r.Status)
+			require.Equal(t, 100, r.Progress, "a finished success is 100% done")
 			require.JSONEq(t, `{"Amount":"12.50","OrderNumber":"WEB000123"}`, string(r.Parameters))
 			require.JSONEq(t, `{"order":"WEB000123","amount":"12.5"}`, string(r.Result))
 			require.Equal(t, "tester", r.TriggeredBy)
@@ -136,6 +137,18 @@ func TestRunInlineOutcomes(t *testing.T) {
 			require.Contains(t, r.ErrorMessage, "[REDACTED]")
 			require.Contains(t, logText(t, e, r.ID), "[REDACTED]")
 			require.NotContains(t, dumpAll(t, s), canary)
+		})
+
+		t.Run("the dropped-lines marker counts every dropped line", func(t *testing.T) {
+			r := runInline(t, e, "Chatty", nil)
+			require.Equal(t, jobs.StatusSucceeded, r.Status)
+			var n int64
+			require.NoError(t, s.DB().Table("run_logs").Where("run_id = ?", r.ID).Count(&n).Error)
+			var last string
+			require.NoError(t, s.DB().Raw("SELECT message FROM run_logs WHERE run_id = ? ORDER BY id DESC LIMIT 1", r.ID).Scan(&last).Error)
+			// 20,001 lines and the start line; 10,000 are kept, then the marker.
+			require.Equal(t, int64(10001), n)
+			require.Equal(t, "10002 more log lines were dropped (limit 10000 per attempt)", last)
 		})
 
 		t.Run("secrets echoed in a result are redacted before it is stored", func(t *testing.T) {

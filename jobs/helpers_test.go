@@ -68,6 +68,9 @@ jobs:
   - name: LeakyResult
     connection: t
     processor: LeakyResult
+  - name: Chatty
+    connection: t
+    processor: Chatty
   - name: Post
     connection: t
     processor: Echo
@@ -157,6 +160,12 @@ func newEnv(t *testing.T, s *jobs.Store) *env {
 		r.Log.Info("calling ERP with token " + tok)
 		r.Log.Warn("header", "Authorization", "Bearer "+tok)
 		return processors.Permanent("AUTH", "ERP rejected token "+tok)
+	})
+	reg("Chatty", func(ctx context.Context, r *processors.Run) error {
+		for i := range 20001 {
+			r.Log.Info("line", "i", i)
+		}
+		return nil
 	})
 	reg("LeakyResult", func(ctx context.Context, r *processors.Run) error {
 		r.SetResult(map[string]string{"echo": "token " + r.Connection.Secrets["token"] + " accepted"})

@@ -31,6 +31,11 @@ type InlineOptions struct {
 // run could not be recorded, could not run here (processor unavailable,
 // checked before anything is stored), or is a duplicate of an active run
 // (ErrAlreadyActive, with that run).
+
+// InterruptedBy is who cancels a RunInline run whose context ended while
+// it waited (Ctrl-C on `jobrunner run`), as recorded in cancelled_by.
+const InterruptedBy = "jobrunner run (interrupted)"
+
 func (e *Executor) RunInline(ctx context.Context, job *definitions.Job, params definitions.Values, opts InlineOptions) (*Run, error) {
 	if _, _, err := e.Resolve(job, opts.Preview); err != nil {
 		return nil, err
@@ -65,7 +70,7 @@ func (e *Executor) RunInline(ctx context.Context, job *definitions.Job, params d
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				r, err := e.Store.Cancel(store, run.ID, "interrupted")
+				r, err := e.Store.Cancel(store, run.ID, InterruptedBy)
 				if err != nil && !errors.Is(err, ErrFinished) {
 					return nil, err
 				}
@@ -74,7 +79,7 @@ func (e *Executor) RunInline(ctx context.Context, job *definitions.Job, params d
 			}
 		}
 		if ctx.Err() != nil {
-			r, err := e.Store.Cancel(store, run.ID, "interrupted")
+			r, err := e.Store.Cancel(store, run.ID, InterruptedBy)
 			if err != nil && !errors.Is(err, ErrFinished) {
 				return nil, err
 			}

@@ -666,15 +666,22 @@ func (s *Store) Cancel(ctx context.Context, id int64, who string) (*Run, error) 
 	// A run may move between queued and running while we look; try again
 	// until one of the two updates applies or the run is final.
 	for try := 0; ; try++ {
-		res := db.Model(&Run{}).Where("id = ? AND status = ?", id, StatusQueued).Updates(map[string]any{
-			"status":        StatusCancelled,
-			"finished_at":   s.now(0),
-			"updated_at":    s.now(0),
-			"unique_key":    nil,
-			"cancelled_by":  who,
-			"error_code":    "CANCELLED",
-			"error_message": "cancelled by " + orUnknown(who) + " before it started",
-		})
+		queued := func(where, msg string) *gorm.DB {
+			return db.Model(&Run{}).Where("id = ? AND status = ? AND "+where, id, StatusQueued).Updates(map[string]any{
+				"status":        StatusCancelled,
+				"finished_at":   s.now(0),
+				"updated_at":    s.now(0),
+				"unique_key":    nil,
+				"cancelled_by":  who,
+				"error_code":    "CANCELLED",
+				"error_message": "cancelled by " + orUnknown(who) + " " + msg,
+			})
+		}
+		res := queued("attempt = 0", "before it started")
+		if res.Error == nil && res.RowsAffected == 0 {
+			// Queued again after executions (a retry's backoff, a snooze).
+			res = queued("attempt > 0", "while it waited for its next execution")
+		}
 		if res.Error != nil {
 			return nil, fmt.Errorf("jobs: cancel run %d: %w", id, res.Error)
 		}

@@ -383,3 +383,24 @@ func TestEnqueueCommitAnswerLost(t *testing.T) {
 		require.ErrorIs(t, err, jobs.ErrOutcomeUnknown)
 	})
 }
+
+func TestCancelMessageSaysWhetherTheRunEverStarted(t *testing.T) {
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		job := &definitions.Job{Name: "C", Retry: definitions.RetryPolicy{MaxAttempts: 3}}
+		fresh, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Trigger: jobs.TriggerAPI, TriggeredBy: "t"})
+		require.NoError(t, err)
+		r, err := s.Cancel(ctx, fresh.Run.ID, "api:ops")
+		require.NoError(t, err)
+		require.Equal(t, "cancelled by api:ops before it started", r.ErrorMessage)
+
+		tried, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Trigger: jobs.TriggerAPI, TriggeredBy: "t"})
+		require.NoError(t, err)
+		c, err := s.ClaimRun(ctx, tried.Run.ID, "w", time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.Finish(ctx, c, jobs.Finish{Status: jobs.StatusQueued, AttemptStatus: jobs.AttemptRetry, NotBefore: time.Now().Add(time.Hour)}))
+		r, err = s.Cancel(ctx, tried.Run.ID, jobs.InterruptedBy)
+		require.NoError(t, err)
+		require.Equal(t, "cancelled by jobrunner run (interrupted) while it waited for its next execution", r.ErrorMessage)
+	})
+}

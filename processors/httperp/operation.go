@@ -521,7 +521,7 @@ func (e *erp) apply(op *operation, v *vars, ru rule, outcome string, req *reques
 	case OutcomeUnauthorized:
 		def(CodeUnauthorized, fmt.Sprintf("%s: ERP refused the connection's credentials (%s)", where, statusText(r.status)))
 		return nil, processors.Permanent(code, withHint())
-	case OutcomeLater:
+	case OutcomeSnooze:
 		def("HTTP_"+fmt.Sprint(r.status), fmt.Sprintf("%s: ERP answered %s", where, statusText(r.status)))
 		after := dur(ru.after)
 		if ra := retryAfter(r.header, time.Now()); ra > 0 {
@@ -592,7 +592,7 @@ func (e *erp) defaults(req *request, subject string, r *response, code, msg stri
 		after := retryAfter(r.header, time.Now())
 		reason := fmt.Sprintf("ERP answered %s with %s", where, statusText(r.status))
 		if after > 0 {
-			reason += fmt.Sprintf("; retry after %s", after)
+			reason += fmt.Sprintf("; retry after %s", after.Round(time.Second))
 		}
 		c := code
 		if c == "" {

@@ -33,11 +33,11 @@ const (
 	OutcomePermanent    = "permanent"    // fail the run now, code and message kept
 	OutcomeNotFound     = "notFound"     // permanent: the platform has no such thing
 	OutcomeUnauthorized = "unauthorized" // permanent config error (after one token refresh)
-	OutcomeLater        = "later"        // come back later, no attempt used
+	OutcomeSnooze       = "snooze"       // snooze: come back later, no attempt used
 	OutcomeRetry        = "retry"        // failed attempt, retried with backoff
 )
 
-var outcomeNames = []string{OutcomeSucceeded, OutcomePermanent, OutcomeNotFound, OutcomeUnauthorized, OutcomeLater, OutcomeRetry}
+var outcomeNames = []string{OutcomeSucceeded, OutcomePermanent, OutcomeNotFound, OutcomeUnauthorized, OutcomeSnooze, OutcomeRetry}
 
 //go:embed presets/*.yaml
 var presetFS embed.FS
@@ -569,8 +569,8 @@ func parseRule(p *problems, key string, m map[string]any, env tmplEnv) *rule {
 				p.add(key+"."+f.name, "want a duration such as 15m, got %q", s)
 			}
 		}
-		if r.outcome != OutcomeLater && r.outcome != OutcomeRetry {
-			p.add(key+"."+f.name, "only for outcome later or retry")
+		if r.outcome != OutcomeSnooze && r.outcome != OutcomeRetry {
+			p.add(key+"."+f.name, "only for outcome snooze or retry")
 		}
 	}
 	return r
