@@ -106,7 +106,7 @@ func (a *app) setupLog() error {
 	a.log.SetOutput(a.stderr)
 	lv, err := logrus.ParseLevel(a.logLevel)
 	if err != nil {
-		return usagef("--log-level: %v", err)
+		return usagef("--log-level %q: want one of trace, debug, info, warn, error, fatal, panic", a.logLevel)
 	}
 	a.log.SetLevel(lv)
 	switch a.logFormat {

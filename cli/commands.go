@@ -53,6 +53,23 @@ func (a *app) migrateCommand() *cobra.Command {
 	}
 }
 
+// parseSince reads a look-back: a Go duration (90m, 24h) or whole days
+// (2d).
+func parseSince(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(strings.TrimSpace(s), "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 || days > 3650 {
+			return 0, fmt.Errorf("invalid number of days %q", n)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err == nil && d < 0 {
+		err = errors.New("negative")
+	}
+	return d, err
+}
+
 // jobView is a definition as `definitions list --json` shows it.
 type jobView struct {
 	Name        string             `json:"name"`
@@ -429,9 +446,9 @@ func (a *app) runsCommand() *cobra.Command {
 				return usagef("--status %q: want one of %v", status, jobs.Statuses)
 			}
 			if since != "" {
-				d, err := time.ParseDuration(since)
+				d, err := parseSince(since)
 				if err != nil {
-					return usagef("--since %q: want a duration such as 24h", since)
+					return usagef("--since %q: want a duration such as 90m, 24h or 2d", since)
 				}
 				f.Since = time.Now().Add(-d)
 			}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -358,4 +359,16 @@ func TestServeBindsBeforeStartingAnything(t *testing.T) {
 	require.Contains(t, r.stderr, "address already in use (nothing was started)")
 	require.NotContains(t, r.stderr, "workers started")
 	require.NotContains(t, r.stderr, "scheduler")
+}
+
+func TestTriggerWaitOnADatabaseNoWorkerUses(t *testing.T) {
+	t.Parallel()
+	db, _ := tempDB(t)
+	start := time.Now()
+	r := jobrunner(t, db, "trigger", "Noop", "--wait")
+	require.Equal(t, 1, r.code, "%s", r)
+	require.Less(t, time.Since(start), 30*time.Second)
+	require.Contains(t, r.stderr, "waiting for run 1 on sqlite:")
+	require.Contains(t, r.stderr, "no worker has ever run anything on sqlite:")
+	require.Contains(t, r.stderr, "the run stays queued")
 }

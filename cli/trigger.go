@@ -12,6 +12,11 @@ import (
 	"github.com/jobrunner/jobrunner/jobs"
 )
 
+// noWorkerAfter is how long `trigger --wait` waits for a queued run
+// before checking that any worker ever used the database (a variable for
+// tests).
+var noWorkerAfter = 10 * time.Second
+
 func (a *app) triggerCommand() *cobra.Command {
 	var (
 		params  []string
@@ -73,11 +78,23 @@ exit 0 on success, 1 on failure.`,
 				wctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
+			fmt.Fprintf(a.stderr, "waiting for run %d on %s (a jobrunner serve on this database runs it)\n", r.ID, s.DSN())
+			began := time.Now()
+			checked := false
 			for !r.Status.Final() {
 				select {
 				case <-wctx.Done():
 					return failedError{fmt.Sprintf("run %d is still %s; see: jobrunner runs show %d", r.ID, r.Status, r.ID)}
 				case <-time.After(200 * time.Millisecond):
+				}
+				if !checked && r.Status == jobs.StatusQueued && time.Since(began) > noWorkerAfter {
+					checked = true
+					ever, err := s.EverStarted(ctx)
+					if err == nil && !ever {
+						return failedError{fmt.Sprintf("run %d is still queued: no worker has ever run anything on %s. Start `jobrunner serve` on this database "+
+							"(--db or JOBRUNNER_DB; the default is jobrunner.db in the working directory), or use `jobrunner run` to run the job in this process; the run stays queued",
+							r.ID, s.DSN())}
+					}
 				}
 				if r, err = s.Get(ctx, r.ID); err != nil {
 					return err

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -128,6 +130,11 @@ func Open(ctx context.Context, dsn string, opts OpenOptions) (*Store, error) {
 	var db *gorm.DB
 	switch d.Dialect {
 	case migrations.SQLite:
+		if dir := filepath.Dir(d.Path); d.Path != ":memory:" {
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				return nil, fmt.Errorf("%w: %s: the directory %s does not exist (create it, or choose another --db path)", ErrBadDSN, d, dir)
+			}
+		}
 		db, err = gorm.Open(sqlite.Open(d.Path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"), cfg)
 		if err != nil {
 			return nil, fmt.Errorf("jobs: open %s: %w", d, err)

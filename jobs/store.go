@@ -563,12 +563,30 @@ func (s *Store) Finished(ctx context.Context, c *Claim) (bool, error) {
 	return n > 0, nil
 }
 
+// EverStarted reports whether any run in the database ever started: false
+// means no worker has used it (a `trigger --wait` on the wrong database).
+func (s *Store) EverStarted(ctx context.Context) (bool, error) {
+	var ids []int64
+	if err := s.db.WithContext(ctx).Raw("SELECT id FROM runs WHERE started_at IS NOT NULL LIMIT 1").Scan(&ids).Error; err != nil {
+		return false, fmt.Errorf("jobs: looking for started runs: %w", err)
+	}
+	return len(ids) > 0, nil
+}
+
+// notFoundError is ErrNotFound naming the id: "jobs: run 9999 not found".
+type notFoundError struct{ id int64 }
+
+func (e notFoundError) Error() string        { return fmt.Sprintf("jobs: run %d not found", e.id) }
+func (e notFoundError) Is(target error) bool { return target == ErrNotFound }
+
+func notFound(id int64) error { return notFoundError{id} }
+
 // Get returns the run id, ErrNotFound when there is none.
 func (s *Store) Get(ctx context.Context, id int64) (*Run, error) {
 	var r Run
 	err := s.db.WithContext(ctx).Take(&r, id).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, fmt.Errorf("jobs: run %d: %w", id, ErrNotFound)
+		return nil, notFound(id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("jobs: get run %d: %w", id, err)
