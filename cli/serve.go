@@ -23,17 +23,18 @@ import (
 
 // serveOptions are serve's flags.
 type serveOptions struct {
-	addr        string
-	workers     int
-	batch       int
-	poll        time.Duration
-	leaseTTL    time.Duration
-	grace       time.Duration
-	demo        bool
-	noScheduler bool
-	retention   time.Duration
-	waitDB      time.Duration
-	baseURL     string
+	addr         string
+	workers      int
+	batch        int
+	poll         time.Duration
+	leaseTTL     time.Duration
+	grace        time.Duration
+	demo         bool
+	noScheduler  bool
+	retention    time.Duration
+	waitDB       time.Duration
+	baseURL      string
+	misfireGrace time.Duration
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -67,11 +68,15 @@ operator, admin). Without tokens serve listens only on loopback.`,
 	f.BoolVar(&o.noScheduler, "no-scheduler", false, "do not fire schedules in this instance (workers and API only)")
 	f.DurationVar(&o.retention, "retention", 30*24*time.Hour, "prune finished runs and their logs older than this (0 keeps everything)")
 	f.DurationVar(&o.waitDB, "wait-db", 5*time.Minute, "at start-up, wait this long for the database before giving up")
+	f.DurationVar(&o.misfireGrace, "misfire-grace", 0, "how late a schedule tick may fire and still count as on time; later ticks follow the job's misfire policy (default 5s, at least 2×1s+1s)")
 	f.StringVar(&o.baseURL, "base-url", os.Getenv("JOBRUNNER_BASE_URL"), "the dashboard's external URL, for run links in notifications (env JOBRUNNER_BASE_URL)")
 	return cmd
 }
 
 func (a *app) serve(parent context.Context, o serveOptions) error {
+	if o.misfireGrace < 0 {
+		return usagef("--misfire-grace %s: must not be negative", o.misfireGrace)
+	}
 	if o.workers < 1 || o.workers > 10000 {
 		return usagef("--workers %d: want 1..10000", o.workers)
 	}
@@ -151,7 +156,7 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 
 	var sched *scheduler.Scheduler
 	if !o.noScheduler {
-		sched, err = scheduler.New(scheduler.Config{Store: store, Definitions: set, Log: a.log,
+		sched, err = scheduler.New(scheduler.Config{Store: store, Definitions: set, Log: a.log, MisfireGrace: o.misfireGrace,
 			OnFire: func(job string, scheduled, fired time.Time, created bool) {
 				m.ObserveSchedulerLag(job, fired.Sub(scheduled))
 				if created {

@@ -118,7 +118,7 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 			"lease_owner":      opts.Owner,
 			"lease_token":      token,
 			"lease_expires_at": s.now(ttl),
-			"started_at":       gorm.Expr("COALESCE(started_at, ?)", s.now(0)),
+			"started_at":       gorm.Expr("COALESCE(started_at, "+s.greatest()+"(created_at, ?))", s.now(0)),
 			"updated_at":       s.now(0),
 		})
 		if res.Error != nil {
@@ -504,13 +504,19 @@ func attemptRow(c *Claim, f Finish, now time.Time) Attempt {
 		}
 		retryAt = &nb
 	}
+	// An attempt never starts before its run was created, whichever
+	// clocks (instances', the database's) took the two times.
+	started := now.Add(-time.Since(c.Started))
+	if created := c.Run.CreatedAt; !created.IsZero() && started.Before(created) {
+		started = created.UTC()
+	}
 	return Attempt{
 		RunID:        c.Run.ID,
 		Attempt:      c.Run.Attempt,
 		Owner:        c.Owner,
 		StepIndex:    f.StepIndex,
 		Status:       f.AttemptStatus,
-		StartedAt:    now.Add(-time.Since(c.Started)),
+		StartedAt:    started,
 		FinishedAt:   now,
 		ErrorCode:    f.ErrorCode,
 		ErrorMessage: f.ErrorMessage,

@@ -11,3 +11,6 @@ func SetCommitHook(s *Store, h func(tx *gorm.DB) error) { s.commitHook = h }
 
 // SetResolveTimeout sets how long a lost commit's run is looked for.
 func SetResolveTimeout(d time.Duration) { resolveTimeout = d }
+
+// AttemptRow exports attemptRow.
+var AttemptRow = attemptRow

@@ -106,6 +106,14 @@ func (s *Store) now(d time.Duration) clause.Expr {
 	return clause.Expr{SQL: "?", Vars: []any{time.Now().UTC().Add(d)}}
 }
 
+// greatest is the dialect's two-argument maximum function.
+func (s *Store) greatest() string {
+	if s.dialect == migrations.MySQL {
+		return "GREATEST"
+	}
+	return "MAX"
+}
+
 // NewRun describes a run to enqueue.
 type NewRun struct {
 	Job    *definitions.Job
@@ -407,7 +415,7 @@ func (s *Store) ClaimRun(ctx context.Context, id int64, owner string, ttl time.D
 			"lease_owner":      owner,
 			"lease_token":      token,
 			"lease_expires_at": s.now(ttl),
-			"started_at":       gorm.Expr("COALESCE(started_at, ?)", s.now(0)),
+			"started_at":       gorm.Expr("COALESCE(started_at, "+s.greatest()+"(created_at, ?))", s.now(0)),
 			"updated_at":       s.now(0),
 		})
 	if res.Error != nil {

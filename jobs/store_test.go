@@ -404,3 +404,11 @@ func TestCancelMessageSaysWhetherTheRunEverStarted(t *testing.T) {
 		require.Equal(t, "cancelled by jobrunner run (interrupted) while it waited for its next execution", r.ErrorMessage)
 	})
 }
+
+func TestAttemptNeverStartsBeforeItsRun(t *testing.T) {
+	t.Parallel()
+	created := time.Now().Add(time.Second) // the run's creator's clock runs ahead
+	c := &jobs.Claim{Run: &jobs.Run{ID: 1, Attempt: 1, CreatedAt: created}, Started: time.Now()}
+	a := jobs.AttemptRow(c, jobs.Finish{Status: jobs.StatusSucceeded, AttemptStatus: jobs.AttemptSucceeded}, time.Now())
+	require.False(t, a.StartedAt.Before(created), "attempt started %s, run created %s", a.StartedAt, created)
+}
