@@ -38,3 +38,22 @@ func Backoff(p definitions.RetryPolicy, n int, rnd func() float64) time.Duration
 
 // defaultRand is the jitter source used by the executor.
 func defaultRand() float64 { return rand.Float64() }
+
+// SnoozeDelay is the delay of a snooze that asked for d (a Retry-After, a
+// platform's wait): capped at the policy's Max (default 5m) unless the
+// snooze has a horizon (a deliberate wait until someone acts), and
+// spread by ±Jitter/2 like Backoff so that many runs throttled together
+// do not all come back at the same instant.
+func SnoozeDelay(p definitions.RetryPolicy, d time.Duration, horizon bool, rnd func() float64) time.Duration {
+	maxD := p.Max.D()
+	if maxD <= 0 {
+		maxD = 5 * time.Minute
+	}
+	if !horizon && d > maxD {
+		d = maxD
+	}
+	if j := math.Min(math.Max(p.Jitter, 0), 1); j > 0 && rnd != nil {
+		d += time.Duration(float64(d) * j * (rnd() - 0.5))
+	}
+	return d
+}

@@ -714,6 +714,8 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		delay := out.Delay
 		if delay <= 0 {
 			delay = Backoff(job.Retry, run.Snoozes+1, e.rand())
+		} else {
+			delay = SnoozeDelay(job.Retry, delay, out.Horizon > 0, e.rand())
 		}
 		f.Status, f.AttemptStatus, f.Snoozed, f.NotBefore = StatusQueued, AttemptSnoozed, true, time.Now().Add(delay)
 		f.ErrorCode, f.ErrorMessage = out.Code, msg
