@@ -689,6 +689,16 @@ func TestDatabaseUnavailable(t *testing.T) {
 				require.Equal(t, "5", resp.Header.Get("Retry-After"), tc.path)
 				require.NotContains(t, string(body), "sql:", "raw database errors are not shown")
 			}
+			// The dashboard's pages say 503 with Retry-After too.
+			b := e.browser()
+			b.login(viewerSecret)
+			for _, path := range []string{"/runs", "/runs/1"} {
+				resp, err := b.client.Get(e.http.URL + path)
+				require.NoError(t, err)
+				_ = resp.Body.Close()
+				require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)
+				require.Equal(t, "5", resp.Header.Get("Retry-After"), path)
+			}
 			// Parameter errors are still reported without the database.
 			resp, _ := e.do("POST", "/api/v1/jobs/OrderCancel/runs", operatorSecret, `{}`)
 			require.Equal(t, http.StatusBadRequest, resp.StatusCode)

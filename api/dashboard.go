@@ -597,7 +597,11 @@ func runDuration(r *jobs.Run, now time.Time) string {
 }
 
 func (s *Server) runsPage(w http.ResponseWriter, r *http.Request, sess *session) error {
-	q, data := runsFilterForm(r.URL.Query())
+	raw, err := query(r)
+	if err != nil {
+		return err
+	}
+	q, data := runsFilterForm(raw)
 	d := pageData{Title: "Runs", Active: "runs", Who: &sess.who, CSRF: sess.csrf}
 	set := s.defs()
 	names := map[string]bool{}
@@ -635,6 +639,9 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request, sess *session)
 	if err != nil {
 		e := asError(err)
 		status = e.Status()
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
+		}
 		d.Error = e.Message
 		for k, v := range e.Fields {
 			d.Error += fmt.Sprintf(" %s: %s.", k, v)
