@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 )
@@ -148,7 +150,10 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, d pageDa
 // renderError renders an error page for err.
 func (s *Server) renderError(w http.ResponseWriter, r *http.Request, sess *session, err error) {
 	e := asError(err)
-	if e.Status() >= 500 {
+	switch {
+	case e.Kind == KindUnavailable:
+		s.outage.Fail(e.Err, logrus.Fields{"path": r.URL.Path, "answer": e.Error()})
+	case e.Status() >= 500:
 		s.log().WithError(e.Err).WithField("path", r.URL.Path).Warnf("dashboard: %s", e.Error())
 	}
 	if e.Status() == http.StatusServiceUnavailable {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 )
@@ -170,7 +172,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="jobrunner"`)
 	}
-	if status >= 500 {
+	switch {
+	case status == http.StatusServiceUnavailable && e.Kind == KindUnavailable:
+		s.outage.Fail(e.Err, logrus.Fields{"path": r.URL.Path, "answer": e.Error()})
+	case status >= 500:
 		s.log().WithError(e.Err).WithField("path", r.URL.Path).Warnf("api: %s", e.Error())
 	}
 	writeJSON(w, status, errorBody{Error: errorDetail{Code: e.code(), Message: e.Message, Fields: e.Fields}})

@@ -17,6 +17,7 @@ import (
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/metrics"
 	"github.com/jobrunner/jobrunner/processors"
+	"github.com/jobrunner/jobrunner/streak"
 )
 
 // MaxBodyBytes caps every request body (JSON and forms); larger bodies are
@@ -80,6 +81,8 @@ type Server struct {
 	pages    map[string]*template.Template
 	sessions *sessionStore
 	discard  *logrus.Logger
+	// outage says a database outage once, then counts (see package streak).
+	outage *streak.Logger
 }
 
 // route is one non-dashboard route: the table the mux is built from and
@@ -106,6 +109,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, sessions: newSessionStore(), discard: logrus.New()}
 	s.discard.SetOutput(io.Discard)
+	s.outage = streak.New(s.log(), "api: database access", logrus.WarnLevel, 0)
 	pages, err := parsePages()
 	if err != nil {
 		return nil, err
@@ -188,6 +192,10 @@ func (s *Server) apiHandler(rt route) http.Handler {
 		}
 		if err := rt.h(w, r, p); err != nil {
 			s.writeError(w, r, err)
+			return
+		}
+		if rt.Role > 0 { // the routes that use the database
+			s.outage.OK()
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/streak"
 )
 
 // DefaultResolution is how often the schedules are evaluated when
@@ -78,6 +79,8 @@ type Scheduler struct {
 	res    time.Duration
 	grace  time.Duration
 	onFire func(job string, scheduled, fired time.Time, created bool)
+	// failures logs evaluation failures once per streak (an outage).
+	failures *streak.Logger
 
 	plan atomic.Pointer[plan]
 	// evalMu serialises evaluations (gocron's job and direct Tick calls)
@@ -132,6 +135,7 @@ func New(cfg Config) (*Scheduler, error) {
 	if s.res == 0 {
 		s.res = DefaultResolution
 	}
+	s.failures = streak.New(s.log, "scheduler: evaluation", logrus.ErrorLevel, 0)
 	if s.grace == 0 {
 		s.grace = max(5*time.Second, 2*s.res+time.Second)
 	}
@@ -267,8 +271,11 @@ func (s *Scheduler) evaluate(ctx context.Context) {
 	now := s.clock.Now()
 	err := s.tick(ctx, now)
 	s.evalMu.Unlock()
-	if err != nil && ctx.Err() == nil {
-		s.log.WithError(err).Error("scheduler: evaluation failed; its ticks are retried at the next evaluation")
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.failures.Fail(err, logrus.Fields{"retry": "its ticks are retried at the next evaluation"})
+	case err == nil:
+		s.failures.OK()
 	}
 	if s.afterEval != nil {
 		s.afterEval(now)
