@@ -213,6 +213,11 @@ func (s *Server) page(role Role, h func(http.ResponseWriter, *http.Request, *ses
 				return
 			}
 		}
+		if !strings.HasSuffix(r.URL.Path, "/live") { // the live stream lasts as long as the run
+			ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		if err := h(w, r, sess); err != nil {
 			s.renderError(w, r, sess, err)
 		}

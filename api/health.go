@@ -10,7 +10,7 @@ import (
 	"github.com/jobrunner/jobrunner/migrations"
 )
 
-// ReadyTimeout bounds each readiness check.
+// ReadyTimeout bounds the readiness checks together.
 const ReadyTimeout = 2 * time.Second
 
 // check is one readiness check's outcome.
@@ -33,10 +33,22 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, _ principal) er
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ principal) error {
 	checks := map[string]check{}
 	ready := true
+	// One deadline for all the checks: a frozen database makes /readyz
+	// answer 503 within ReadyTimeout, not a multiple of it.
+	all, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
+	defer cancel()
 	run := func(name string, f func(ctx context.Context) check) {
-		ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
-		defer cancel()
-		c := f(ctx)
+		// A check runs in its own goroutine so that a call that ignores
+		// its context (the MySQL driver's handshake with a frozen server)
+		// cannot hold the answer past the deadline.
+		done := make(chan check, 1)
+		go func() { done <- f(all) }()
+		var c check
+		select {
+		case c = <-done:
+		case <-all.Done():
+			c = check{Message: "no answer within " + ReadyTimeout.String()}
+		}
 		checks[name] = c
 		ready = ready && c.OK
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -190,6 +191,11 @@ func (s *Server) apiHandler(rt route) http.Handler {
 				return
 			}
 		}
+		if !isFollow(r) { // a followed log stream lasts as long as the run
+			ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		if err := rt.h(w, r, p); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -198,6 +204,17 @@ func (s *Server) apiHandler(rt route) http.Handler {
 			s.outage.OK()
 		}
 	})
+}
+
+// RequestTimeout bounds the database work of one API request or dashboard
+// page (not of a followed log stream): a frozen database gets a 503 with
+// Retry-After after this long, not a request that hangs with it.
+const RequestTimeout = 5 * time.Second
+
+// isFollow reports whether r asks to stream a run's logs.
+func isFollow(r *http.Request) bool {
+	b, err := strconv.ParseBool(r.URL.Query().Get("follow"))
+	return err == nil && b
 }
 
 // apiFallback answers requests no API route matched: 405 (with Allow)
