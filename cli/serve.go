@@ -240,7 +240,21 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	case err := <-httpErr:
 		a.log.Errorf("HTTP server stopped: %v", err)
 	}
-	a.log.WithField("grace", o.grace).Info("stopping: no more claims; running runs may finish within the grace period")
+	a.log.WithField("grace", o.grace).Info("stopping: no more claims; running runs may finish within the grace period (a second SIGTERM or Ctrl-C stops at once)")
+	// A second signal during the grace period stops at once.
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(again)
+	stopNow := make(chan struct{})
+	defer close(stopNow)
+	go func() {
+		select {
+		case <-again:
+			a.log.Warn("second signal: stopping now")
+			pool.StopNow()
+		case <-stopNow:
+		}
+	}()
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(sctx)

@@ -65,3 +65,68 @@ func TestFrozenDatabaseBoundsRequests(t *testing.T) {
 	})
 	require.False(t, srv.exited())
 }
+
+// TestShutdownIsBoundedWhileTheDatabaseIsDown: runs finish while the
+// database is stopped, then SIGTERM with --grace 2s: serve must end within
+// the grace plus jobs.LastTry (5 s) and a little, not retry its outcomes
+// for the whole outage; a second serve, SIGTERMed twice, ends at once.
+func TestShutdownIsBoundedWhileTheDatabaseIsDown(t *testing.T) {
+	m := newPrivateMariaDB(t)
+	m.start()
+	m.createDatabase("jr")
+	dsn := m.dsn("jr")
+	out := t.TempDir() + "/witness.txt"
+	defs := writeDefs(t, "connections:"+witnessConnection(t, "witness", out, "0.5")+halfSecondJob)
+	srv := serve(t, "serve", dsn, defs, nil, "--http", "", "--workers", "2", "--poll", "200ms", "--grace", "2s")
+	srv.waitLog("workers started", 60*time.Second)
+	for range 2 {
+		trig := start(t, "trigger", baseEnv(), "trigger", "Half", "--db", dsn, "--definitions", defs)
+		require.NoError(t, trig.wait(60*time.Second), "trigger: %s", trig.output())
+	}
+	eventually(t, 30*time.Second, 20*time.Millisecond, func() (bool, string) {
+		return len(countWitness(readWitness(t, out), "start")) == 2, "both runs to start"
+	})
+	m.stop()
+	eventually(t, 30*time.Second, 50*time.Millisecond, func() (bool, string) {
+		return len(countWitness(readWitness(t, out), "done")) == 2, "both runs to finish while the database is down"
+	})
+	srv.signal(syscall.SIGTERM)
+	term := time.Now()
+	require.NoError(t, srv.wait(30*time.Second), "serve's exit: %s", srv.output())
+	took := time.Since(term)
+	t.Logf("serve stopped %s after SIGTERM with the database down", took.Round(10*time.Millisecond))
+	require.Less(t, took, 10*time.Second, "shutdown with the database down is bounded by the grace (2s) plus the last try (5s)")
+
+}
+
+// TestSecondSignalStopsAtOnce: during a 30 s grace period for a long run,
+// a second SIGTERM ends serve at once (its run's lease then lapses).
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	dsn, store := database(t)
+	out := t.TempDir() + "/witness.txt"
+	defs := writeDefs(t, `
+connections:`+witnessConnection(t, "slow", out, "20")+`
+jobs:
+  - name: Long
+    connection: slow
+    processor: Long
+    timeout: 60s
+`)
+	srv := serve(t, "serve", dsn, defs, nil, "--http", "", "--workers", "1", "--poll", "200ms", "--grace", "30s")
+	srv.waitLog("workers started", 60*time.Second)
+	trig := start(t, "trigger", baseEnv(), "trigger", "Long", "--db", dsn, "--definitions", defs)
+	require.NoError(t, trig.wait(60*time.Second), "trigger: %s", trig.output())
+	eventually(t, 30*time.Second, 20*time.Millisecond, func() (bool, string) {
+		return len(countWitness(readWitness(t, out), "start")) == 1, "the run to start"
+	})
+	srv.signal(syscall.SIGTERM)
+	srv.waitLog("a second SIGTERM or Ctrl-C stops at once", 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // inside the grace period, not an assertion
+	require.False(t, srv.exited(), "the first SIGTERM waits for the grace period")
+	srv.signal(syscall.SIGTERM)
+	second := time.Now()
+	require.NoError(t, srv.wait(15*time.Second), "serve's exit: %s", srv.output())
+	require.Less(t, time.Since(second), 3*time.Second, "the second SIGTERM stops at once")
+	require.Contains(t, srv.output(), "second signal: stopping now")
+	require.Len(t, runs(t, store, ""), 1)
+}

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -54,6 +55,9 @@ type Executor struct {
 	// Observer receives metrics; may be nil.
 	Observer Observer
 
+	// giveUp, when set (by a Pool), holds the UnixNano time at which
+	// outcome recording stops retrying: the shutdown's last try.
+	giveUp *atomic.Int64
 	// quietSuccess drops the stored start line of a quick, clean success
 	// (its attempt row says it all): set by a Pool, where one log row less
 	// per run is throughput; `jobrunner run` keeps it.
@@ -794,8 +798,16 @@ func (e *Executor) record(ctx context.Context, c *Claim, f *Finish) error {
 	deadline := time.Now().Add(limit)
 	delay := 100 * time.Millisecond
 	for try := 0; ; try++ {
+		// Each try is bounded (a frozen database must not hold it), and at
+		// shutdown the whole loop is (see giveUpAt).
+		tctx, cancel := context.WithTimeout(rctx, recordTryTimeout)
+		if g := e.giveUpAt(); !g.IsZero() {
+			cancel()
+			tctx, cancel = context.WithDeadline(rctx, g)
+		}
 		if try > 0 {
-			if done, err := e.Store.Finished(rctx, c); err == nil && done {
+			if done, err := e.Store.Finished(tctx, c); err == nil && done {
+				cancel()
 				return nil
 			}
 		}
@@ -803,18 +815,41 @@ func (e *Executor) record(ctx context.Context, c *Claim, f *Finish) error {
 		if finish == nil {
 			finish = e.Store.Finish
 		}
-		err := finish(rctx, c, *f)
+		err := finish(tctx, c, *f)
+		cancel()
 		if err == nil || errors.Is(err, ErrLeaseLost) {
 			return err
+		}
+		if g := e.giveUpAt(); !g.IsZero() && !time.Now().Before(g) {
+			return fmt.Errorf("jobs: record outcome of run %d: stopping, gave up (the lease lapses and another instance takes the run over): %w", c.Run.ID, err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("jobs: record outcome of run %d: gave up after %s: %w", c.Run.ID, limit, err)
 		}
 		e.logger().WithFields(logrus.Fields{"run_id": c.Run.ID, "job": c.Run.Job}).
 			Warnf("cannot record the run's outcome yet, retrying in %s: %v", delay, redactErr(err, e.Store.dsn))
-		time.Sleep(delay)
+		sleep := delay
+		if g := e.giveUpAt(); !g.IsZero() {
+			sleep = min(sleep, max(time.Until(g), 0))
+		}
+		time.Sleep(sleep)
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// recordTryTimeout bounds one try to record an outcome.
+const recordTryTimeout = 15 * time.Second
+
+// giveUpAt is when outcome recording stops retrying (set at shutdown by
+// Pool.Stop); zero: not stopping.
+func (e *Executor) giveUpAt() time.Time {
+	if e.giveUp == nil {
+		return time.Time{}
+	}
+	if n := e.giveUp.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // heartbeat keeps an execution's lease, stores its log lines as they come,

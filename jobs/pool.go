@@ -58,7 +58,16 @@ type Pool struct {
 	// runs counts claims whose outcome is not recorded yet.
 	runs    sync.WaitGroup
 	started atomic.Bool
+	// now, closed by StopNow, ends Stop's wait at once.
+	now     chan struct{}
+	nowOnce sync.Once
 }
+
+// LastTry is how long, once the grace period is over, Stop keeps trying
+// to record the outcomes of runs that finished (a database that is down
+// or frozen); then it returns and their leases lapse: another instance
+// rescues them after the lease TTL.
+const LastTry = 5 * time.Second
 
 // NewPool returns a pool; it panics when cfg.Executor is nil.
 func NewPool(cfg PoolConfig) *Pool {
@@ -76,6 +85,7 @@ func NewPool(cfg PoolConfig) *Pool {
 	}
 	ex := *cfg.Executor
 	ex.ReleaseOnShutdown = true
+	ex.giveUp = new(atomic.Int64)
 	ex.quietSuccess = true
 	if ex.Observer == nil {
 		ex.Observer = cfg.Observer
@@ -83,7 +93,7 @@ func NewPool(cfg PoolConfig) *Pool {
 	if cfg.RescueInterval <= 0 {
 		cfg.RescueInterval = ex.ttl() / 2
 	}
-	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
+	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), now: make(chan struct{}),
 		maxPending: max(cfg.Workers, 2*maxCompleteBatch), work: make(chan *Claim, cfg.Workers)}
 	p.comp = &completer{store: ex.Store, ch: make(chan *pending, 4*cfg.Workers)}
 	ex.finish = p.comp.finish
@@ -140,13 +150,32 @@ func (p *Pool) Stop(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		p.ex.logger().WithField("running", p.busy.Load()).Warn("grace period over: releasing running runs back to the queue")
+		p.ex.giveUp.Store(time.Now().Add(LastTry).UnixNano())
 		p.runCancel()
-		<-done
+		select {
+		case <-done:
+		case <-p.now:
+			p.ex.logger().Warn("stopping now: outcomes not yet recorded are abandoned; their leases lapse")
+			return
+		case <-time.After(LastTry + time.Second):
+			p.ex.logger().WithField("unrecorded", p.pending.Load()).
+				Warn("stopping: the database did not take the last outcomes in time; their leases lapse and another instance takes the runs over")
+			return
+		}
+	case <-p.now:
+		p.ex.logger().WithField("running", p.busy.Load()).Warn("stopping now: running runs and unrecorded outcomes are abandoned; their leases lapse")
+		p.ex.giveUp.Store(time.Now().UnixNano())
+		p.runCancel()
+		return
 	}
 	p.runCancel()
 	p.workers.Wait()
 	p.comp.stop()
 }
+
+// StopNow makes a Stop in progress (or the next one) return at once,
+// abandoning what it waits for: a second SIGTERM during the grace period.
+func (p *Pool) StopNow() { p.nowOnce.Do(func() { close(p.now) }) }
 
 func (p *Pool) fetchLoop(ctx context.Context) {
 	defer p.loops.Done()
@@ -446,7 +475,12 @@ func (c *completer) finish(ctx context.Context, cl *Claim, f Finish) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return <-p.done
+	select {
+	case err := <-p.done: // buffered: the completer never waits for us
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Trigger enqueues a run and wakes the pool; it is what `jobrunner trigger`
