@@ -538,6 +538,21 @@ func (s *Store) Release(ctx context.Context, c *Claim, reason string) error {
 // rescued. Any instance may call it; concurrent callers skip each other's
 // rows.
 func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
+	return s.RescueExpiredWithin(ctx, limit, 0)
+}
+
+// ErrRescueTooSlow is returned by RescueExpiredWithin when its look-up of
+// expired leases took longer than allowed: the database was slow or
+// frozen, so the owners of those leases may have outcomes queued behind
+// it; nothing was rescued.
+var ErrRescueTooSlow = errors.New("jobs: the database answered the rescue too slowly; nothing rescued")
+
+// RescueExpiredWithin is RescueExpired that rescues nothing (and returns
+// ErrRescueTooSlow) when the look-up of expired leases takes longer than
+// maxSelect (0: no bound): a rescue that waited in a frozen server must
+// not overtake the lease owners' own heartbeats and outcomes waiting
+// there too.
+func (s *Store) RescueExpiredWithin(ctx context.Context, limit int, maxSelect time.Duration) (int, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -548,8 +563,12 @@ func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
 		if s.dialect == migrations.MySQL {
 			q = q.Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"})
 		}
+		began := time.Now()
 		if err := q.Order("lease_expires_at").Limit(limit).Find(&runs).Error; err != nil {
 			return fmt.Errorf("select expired leases: %w", err)
+		}
+		if took := time.Since(began); maxSelect > 0 && took > maxSelect && len(runs) > 0 {
+			return fmt.Errorf("%w (the look-up took %s)", ErrRescueTooSlow, took.Round(time.Millisecond))
 		}
 		now := time.Now().UTC()
 		for _, r := range runs {
@@ -571,7 +590,9 @@ func (s *Store) RescueExpired(ctx context.Context, limit int) (int, error) {
 				upd["status"], upd["finished_at"], upd["unique_key"] = StatusCancelled, s.now(0), nil
 				upd["error_code"], upd["error_message"] = "CANCELLED", "cancelled by an operator; "+msg
 			} else if r.AttemptsUsed() < r.MaxAttempts {
-				upd["status"], upd["not_before"] = StatusQueued, now
+				// not_before is left as it was: the run keeps its place in
+				// the queue instead of going to the back.
+				upd["status"] = StatusQueued
 				att.RetryAt = &now
 			} else {
 				upd["status"], upd["finished_at"], upd["unique_key"] = StatusFailed, s.now(0), nil

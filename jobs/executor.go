@@ -22,6 +22,12 @@ import (
 var (
 	errCancelRequested = errors.New("jobs: cancel requested by an operator")
 	errLeaseGone       = errors.New("jobs: lease lost")
+	// errLeaseUnconfirmed: heartbeats failed for most of the lease (the
+	// database is unreachable): the processor is stopped, since another
+	// instance may soon rescue the run, but an outcome it reached is still
+	// recorded, fenced by the lease token (the owner's outcome wins unless
+	// the run was rescued meanwhile).
+	errLeaseUnconfirmed = errors.New("jobs: lease not confirmed")
 )
 
 // Executor runs executions of runs: it resolves the processor for the
@@ -333,6 +339,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 			lg.Warn("lease lost: another instance owns this run now; nothing more is recorded for this attempt")
 			return nil
 		}
+		perr, cause = unconfirmed(perr, cause, c.TTL, lg)
 		return e.decide(job, run, pr, perr, cause, parent.Err() != nil, lg, false)
 	}
 
@@ -381,6 +388,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 			lg.Warn("lease lost: another instance owns this run now; nothing more is recorded for this attempt")
 			return nil
 		}
+		perr, cause = unconfirmed(perr, cause, c.TTL, lg)
 		sf := e.decide(job, run, pr, perr, cause, parent.Err() != nil, lg, true)
 		logs = append(logs, sf.Logs...)
 		sf.Logs = nil
@@ -730,6 +738,25 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 	}
 }
 
+// unconfirmed turns an execution stopped because its lease could not be
+// confirmed into what is recorded, fenced by the lease token: the
+// processor's own outcome when it reached one (the work is done; a rescue
+// must not do it again), else a failed attempt saying why it stopped.
+// Other causes pass through.
+func unconfirmed(perr, cause error, ttl time.Duration, lg *runLogger) (error, error) {
+	if !errors.Is(cause, errLeaseUnconfirmed) {
+		return perr, cause
+	}
+	if perr == nil {
+		lg.Warn("the lease could not be confirmed (database unreachable) but the processor had finished: its outcome is recorded unless another instance took the run over")
+		return nil, nil
+	}
+	// Not wrapped: the processor's context.Canceled must not read as an
+	// operator's cancel.
+	return fmt.Errorf("interrupted: the lease could not be confirmed for %s (database unreachable), so the processor was stopped before another instance could take the run over: %v",
+		HumanDuration(ttl*9/10), perr), nil
+}
+
 // HumanDuration rounds d for people: whole seconds from 10s, tenths of a
 // second from 1s, milliseconds below ("2.990759344s" reads "3s").
 func HumanDuration(d time.Duration) time.Duration {
@@ -921,7 +948,7 @@ func (h *heartbeat) beat(ctx context.Context) (gone bool) {
 		expired := time.Since(h.lastOK) > h.claim.TTL*9/10
 		h.mu.Unlock()
 		if expired {
-			h.cancel(errLeaseGone)
+			h.cancel(errLeaseUnconfirmed)
 			return true
 		}
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -361,25 +362,57 @@ func (p *Pool) signalFreed() {
 
 func (p *Pool) rescueLoop(ctx context.Context) {
 	defer p.loops.Done()
-	t := time.NewTicker(p.cfg.RescueInterval)
-	defer t.Stop()
+	ttl := p.ex.ttl()
+	// healthySince is when this instance last saw the database answer
+	// again (start-up counts as that): expired leases are rescued only a
+	// lease TTL after it, so that their owners, cut off by the same
+	// outage, can renew them or record their outcomes first.
+	healthySince := time.Now()
+	healthy := true
+	maxSelect := min(2*time.Second, max(ttl/5, 100*time.Millisecond))
 	for {
-		n, err := p.ex.Store.RescueExpired(ctx, 100)
-		if err != nil && ctx.Err() == nil {
-			p.ex.logger().Warnf("rescue: %s", redactErr(err, p.ex.Store.dsn))
+		// The interval is jittered (±25%) so that rescues do not fall on
+		// the same instant as every claim poll, which holds the rows a
+		// rescue must lock.
+		wait := p.cfg.RescueInterval/4*3 + time.Duration(rand.Int64N(int64(p.cfg.RescueInterval/2)+1))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
 		}
-		if n > 0 {
+		pctx, cancel := context.WithTimeout(ctx, maxSelect)
+		start := time.Now()
+		err := p.ex.Store.Ping(pctx)
+		cancel()
+		if err != nil || time.Since(start) > maxSelect {
+			healthy = false
+			continue
+		}
+		if !healthy {
+			healthy, healthySince = true, time.Now()
+			p.ex.logger().WithField("wait", ttl).Info("rescue: the database answers again; expired leases are rescued only after one lease TTL, so their owners can renew them or record their outcomes first")
+		}
+		if time.Since(healthySince) < ttl {
+			continue
+		}
+		for ctx.Err() == nil {
+			n, err := p.ex.Store.RescueExpiredWithin(ctx, 100, maxSelect)
+			if errors.Is(err, ErrRescueTooSlow) {
+				healthy = false
+				p.ex.logger().Warnf("rescue: %v", err)
+				break
+			}
+			if err != nil && ctx.Err() == nil {
+				p.ex.logger().Warnf("rescue: %s", redactErr(err, p.ex.Store.dsn))
+			}
+			if n == 0 {
+				break
+			}
 			p.ex.logger().WithField("runs", n).Warn("rescued runs whose worker stopped renewing its lease")
 			if p.cfg.Observer != nil {
 				p.cfg.Observer.LeasesRescued(n)
 			}
 			p.Wake()
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }
