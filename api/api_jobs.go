@@ -7,7 +7,7 @@ import (
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
-	"github.com/jobrunner/jobrunner/scheduler/cronspec"
+	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 // NextFireTimes is how many next fire times a scheduled job shows.

@@ -19,7 +19,7 @@ import (
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/migrations"
-	"github.com/jobrunner/jobrunner/scheduler/cronspec"
+	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 func writeJSON(w io.Writer, v any) error {

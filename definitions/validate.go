@@ -12,7 +12,7 @@ import (
 	"time"
 	_ "time/tzdata" // time zones validate the same on hosts without zoneinfo
 
-	"github.com/jobrunner/jobrunner/scheduler/cronspec"
+	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 // Defaults applied by [Set.ApplyDefaults] to fields that were not written.

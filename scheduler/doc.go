@@ -18,7 +18,7 @@
 //     down and waits for every goroutine.
 //     [Scheduler.Tick] is one evaluation at a given time (tests, one-shot).
 //   - [Scheduler.Reload] swaps the definitions atomically (SIGHUP, API).
-//   - [NextTimes] lists a job's next fire times (scheduler/cronspec computes
+//   - [NextTimes] lists a job's next fire times (package cronspec computes
 //     them, with the DST rules below).
 //   - [Status] reads a job's last tick, latest gap of missed ticks ([Gap])
 //     and latest skipped tick ([Skip]) for the API and dashboard.

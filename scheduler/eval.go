@@ -12,7 +12,7 @@ import (
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
-	"github.com/jobrunner/jobrunner/scheduler/cronspec"
+	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 // maxCount bounds how many missed ticks are counted one by one; a larger

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/jobrunner/jobrunner/definitions"
-	"github.com/jobrunner/jobrunner/scheduler/cronspec"
+	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 // plan is one set of scheduled jobs, ready to evaluate. Reload swaps plans.

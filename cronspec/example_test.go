@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jobrunner/jobrunner/scheduler/cronspec"
+	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 // A fixed-time job at 02:30 in New York on the spring-forward day fires once,
