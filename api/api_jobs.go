@@ -5,9 +5,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jobrunner/jobrunner/cronspec"
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
-	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 // NextFireTimes is how many next fire times a scheduled job shows.

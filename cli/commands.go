@@ -16,10 +16,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/jobrunner/jobrunner/cronspec"
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/migrations"
-	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 func writeJSON(w io.Writer, v any) error {

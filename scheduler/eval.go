@@ -10,9 +10,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/jobrunner/jobrunner/cronspec"
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
-	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 // maxCount bounds how many missed ticks are counted one by one; a larger

@@ -8,9 +8,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/jobrunner/jobrunner/cronspec"
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
-	"github.com/jobrunner/jobrunner/cronspec"
 )
 
 // Not parallel: goleak compares against the goroutines at its start.

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/cronspec"
+	"github.com/jobrunner/jobrunner/definitions"
 )
 
 // plan is one set of scheduled jobs, ready to evaluate. Reload swaps plans.
