@@ -693,7 +693,7 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		return retryOrFail("PANIC", perr.Error(), 0)
 	}
 	out := processors.Classify(perr)
-	msg := lg.red.redact(out.Message)
+	msg := lg.red.Redact(out.Message)
 	switch out.Kind {
 	case processors.OutcomePermanent:
 		f.Status, f.AttemptStatus, f.ErrorCode, f.ErrorMessage = StatusFailed, AttemptFailed, out.Code, msg
@@ -789,10 +789,10 @@ func executionNote(run *Run) string {
 // A result that redaction would make invalid JSON is stored as a JSON
 // string of its redacted text.
 func redactResult(red *redactor, res []byte) []byte {
-	if red == nil || len(red.secrets) == 0 {
+	if red.Empty() {
 		return res
 	}
-	out := red.redact(string(res))
+	out := red.Redact(string(res))
 	if out == string(res) {
 		return res
 	}

@@ -3,13 +3,13 @@ package jobs
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/jobrunner/jobrunner/processors"
 )
 
 // maxLogMessage caps one stored log line (bytes); maxLogLines caps the
@@ -19,29 +19,10 @@ const (
 	maxLogLines   = 10000
 )
 
-// redactor replaces known secret values with "[REDACTED]".
-type redactor struct{ secrets []string }
+// redactor is the shared secret-hiding rule set (processors.Redactor).
+type redactor = processors.Redactor
 
-func newRedactor(secrets map[string]string) *redactor {
-	r := &redactor{}
-	for _, v := range secrets {
-		if len(v) >= 4 { // shorter values would redact ordinary words
-			r.secrets = append(r.secrets, v)
-		}
-	}
-	// Longest first, so a secret containing another is redacted whole.
-	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
-	return r
-}
-
-func (r *redactor) redact(s string) string {
-	for _, v := range r.secrets {
-		if strings.Contains(s, v) {
-			s = strings.ReplaceAll(s, v, "[REDACTED]")
-		}
-	}
-	return s
-}
+func newRedactor(secrets map[string]string) *redactor { return processors.NewRedactor(secrets) }
 
 // runLogger is the processors.Logger of one execution: it buffers lines
 // for the store (flushed with heartbeats and with the outcome), redacts
@@ -65,7 +46,7 @@ type runLogger struct {
 // only when something else is logged or stored (see dropLoneStart).
 func (l *runLogger) started(msg string, kv ...any) {
 	if l.mirror != nil && l.mirror.Logger.IsLevelEnabled(logrus.InfoLevel) {
-		l.mirrorEntry(kv).Info(l.red.redact(msg))
+		l.mirrorEntry(kv).Info(l.red.Redact(msg))
 	}
 	l.mu.Lock()
 	l.pending = &pendingLine{msg: msg, kv: kv, ts: time.Now().UTC()}
@@ -129,14 +110,14 @@ func (l *runLogger) mirrorEntry(kv []any) *logrus.Entry {
 	}
 	f := make(logrus.Fields, (len(kv)+1)/2)
 	for i := 0; i+1 < len(kv); i += 2 {
-		f["f."+l.red.redact(fmt.Sprint(kv[i]))] = l.red.redact(fmt.Sprint(kv[i+1]))
+		f["f."+l.red.Redact(fmt.Sprint(kv[i]))] = l.red.Redact(fmt.Sprint(kv[i+1]))
 	}
 	return l.mirror.WithFields(f)
 }
 
 // line formats one stored log line: secrets redacted, sizes capped.
 func (l *runLogger) line(level, msg string, kv []any, ts time.Time) LogLine {
-	msg = l.red.redact(msg)
+	msg = l.red.Redact(msg)
 	if len(msg) > maxLogMessage {
 		msg = msg[:maxLogMessage] + "…(truncated)"
 	}
@@ -144,10 +125,10 @@ func (l *runLogger) line(level, msg string, kv []any, ts time.Time) LogLine {
 	if len(kv) > 0 {
 		fields := make(map[string]string, (len(kv)+1)/2)
 		for i := 0; i < len(kv); i += 2 {
-			k := l.red.redact(fmt.Sprint(kv[i]))
+			k := l.red.Redact(fmt.Sprint(kv[i]))
 			v := "(missing)"
 			if i+1 < len(kv) {
-				v = l.red.redact(fmt.Sprint(kv[i+1]))
+				v = l.red.Redact(fmt.Sprint(kv[i+1]))
 			}
 			if len(v) > maxLogMessage {
 				v = v[:maxLogMessage] + "…(truncated)"

@@ -50,7 +50,7 @@
 //
 // Definitions name environment variables, never secrets. The values of
 // every variable the definitions name (connection secrets, webhook secrets,
-// the SMTP password) are replaced by "[redacted]" in payloads, e-mail
+// the SMTP password) are replaced by "[REDACTED]" in payloads, e-mail
 // bodies, recorded errors and logs.
 package notify
 

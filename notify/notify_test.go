@@ -70,7 +70,7 @@ func TestDeliversEmailAndSignedWebhook(t *testing.T) {
 		require.Equal(t, "tester", sum.TriggeredBy)
 		require.JSONEq(t, `{"OrderNumber":"WEB000123"}`, string(sum.Parameters))
 		require.Equal(t, "ERP_409", sum.ErrorCode)
-		require.Equal(t, "ERP refused token [redacted] (smtp [redacted], hook [redacted])", sum.ErrorMessage)
+		require.Equal(t, "ERP refused token [REDACTED] (smtp [REDACTED], hook [REDACTED])", sum.ErrorMessage)
 		require.Equal(t, 1, sum.Attempts)
 		require.NotNil(t, sum.FinishedAt)
 		require.False(t, sum.CreatedAt.IsZero())

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/processors"
 )
 
 // Summary is the run summary a notification carries: the webhook's JSON
@@ -108,35 +109,22 @@ func (s *Summary) Text() string {
 	return b.String()
 }
 
-// redactor replaces secret values.
-type redactor struct{ secrets []string }
-
-const redacted = "[redacted]"
-
-// minSecretLen: shorter values are not replaced (they would garble text and
-// are not secrets worth the name).
-const minSecretLen = 4
+// redactor hides the values of every environment variable the current
+// definitions name as a secret, with the shared rules
+// (processors.Redactor).
+type redactor struct{ r *processors.Redactor }
 
 // redactor collects the values of every environment variable the current
 // definitions name as a secret.
 func (n *Notifier) redactor() *redactor {
 	set := n.cfg.Definitions()
-	seen := map[string]bool{}
-	r := &redactor{}
+	values := map[string]string{}
 	addEnv := func(name string) {
-		if name == "" || seen[name] {
+		if name == "" {
 			return
 		}
-		seen[name] = true
-		v := n.cfg.Getenv(name)
-		if len(v) < minSecretLen {
-			return
-		}
-		r.secrets = append(r.secrets, v)
-		if q, err := json.Marshal(v); err == nil {
-			if esc := string(q[1 : len(q)-1]); esc != v {
-				r.secrets = append(r.secrets, esc)
-			}
+		if _, seen := values[name]; !seen {
+			values[name] = n.cfg.Getenv(name)
 		}
 	}
 	if set != nil {
@@ -154,17 +142,10 @@ func (n *Notifier) redactor() *redactor {
 			addEnv(set.SMTP.Password)
 		}
 	}
-	// Longest first, so that a secret containing another is replaced whole.
-	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
-	return r
+	return &redactor{r: processors.NewRedactor(values)}
 }
 
-func (r *redactor) clean(s string) string {
-	for _, v := range r.secrets {
-		s = strings.ReplaceAll(s, v, redacted)
-	}
-	return s
-}
+func (r *redactor) clean(s string) string { return r.r.Redact(s) }
 
 // subjectData is what the subject template of s sees.
 func (s *Summary) subjectData() definitions.SubjectData {

@@ -411,7 +411,7 @@ func (p *Processor) Process(ctx context.Context, run *processors.Run) error {
 
 	set, err := parseSettings(run.Connection)
 	if err != nil {
-		return processors.Permanent(CodeConfig, fmt.Sprintf("exec connection %q: %s", run.Connection.Name, red.apply(err.Error())))
+		return processors.Permanent(CodeConfig, fmt.Sprintf("exec connection %q: %s", run.Connection.Name, red.Redact(err.Error())))
 	}
 	name := set.argv[0]
 	req, err := buildRequest(ctx, run)
@@ -475,7 +475,7 @@ func (p *Processor) run(ctx context.Context, set *settings, req []byte, run *pro
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		closeAll()
-		msg := fmt.Sprintf("exec %s: start: %s", name, red.apply(err.Error()))
+		msg := fmt.Sprintf("exec %s: start: %s", name, red.Redact(err.Error()))
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, osexec.ErrNotFound) {
 			return nil, processors.Permanent(CodeConfig, msg)
 		}
@@ -592,7 +592,7 @@ func (p *Processor) readStderr(r io.Reader, run *processors.Run, log processors.
 			line = []byte(text)
 		}
 		if len(line) > 0 {
-			text := red.apply(strings.TrimRight(string(line), "\r\n"))
+			text := red.Redact(strings.TrimRight(string(line), "\r\n"))
 			if strings.TrimSpace(text) != "" {
 				if !directive(run, text) {
 					last = stripLevel(text)
@@ -679,14 +679,14 @@ func (p *Processor) interpret(run *processors.Run, set *settings, res *result, l
 	switch code {
 	case 0:
 		if res.overflow {
-			return fmt.Errorf("exec %s: stdout exceeded the %d byte limit (starts with %q)", name, p.maxStdout(), red.apply(head(out)))
+			return fmt.Errorf("exec %s: stdout exceeded the %d byte limit (starts with %q)", name, p.maxStdout(), red.Redact(head(out)))
 		}
 		if len(out) == 0 {
 			run.SetResult(nil)
 			return nil
 		}
 		if !json.Valid(out) {
-			return fmt.Errorf("exec %s: exit status 0 but stdout was not JSON (starts with %q)", name, red.apply(head(out)))
+			return fmt.Errorf("exec %s: exit status 0 but stdout was not JSON (starts with %q)", name, red.Redact(head(out)))
 		}
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, out); err != nil {
@@ -711,7 +711,7 @@ func (p *Processor) interpret(run *processors.Run, set *settings, res *result, l
 		if body.Message == "" {
 			body.Message = fmt.Sprintf("exec %s: exit status %d", name, code)
 		}
-		return processors.Permanent(body.Code, red.apply(body.Message))
+		return processors.Permanent(body.Code, red.Redact(body.Message))
 	case ExitTempFail:
 		var body struct {
 			RetryAfter json.RawMessage `json:"retryAfter"`
@@ -731,7 +731,7 @@ func (p *Processor) interpret(run *processors.Run, set *settings, res *result, l
 		if reason == "" {
 			reason = fmt.Sprintf("exec %s: exit status %d (EX_TEMPFAIL)", name, code)
 		}
-		return processors.RetryLater(after, red.apply(reason))
+		return processors.RetryLater(after, red.Redact(reason))
 	default:
 		return fmt.Errorf("exec %s: exit status %d%s", name, code, suffix(res.lastErr))
 	}
@@ -782,34 +782,10 @@ func head(b []byte) string {
 	return string(b)
 }
 
-// redactor replaces secret values in text.
-type redactor struct{ r *strings.Replacer }
+// redactor is the shared secret-hiding rule set (processors.Redactor).
+type redactor = processors.Redactor
 
-func newRedactor(secrets map[string]string) *redactor {
-	var vals []string
-	for _, v := range secrets {
-		if v != "" {
-			vals = append(vals, v)
-		}
-	}
-	if len(vals) == 0 {
-		return &redactor{}
-	}
-	// Longest first so a secret containing another is replaced whole.
-	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
-	var pairs []string
-	for _, v := range vals {
-		pairs = append(pairs, v, "[REDACTED]")
-	}
-	return &redactor{r: strings.NewReplacer(pairs...)}
-}
-
-func (r *redactor) apply(s string) string {
-	if r.r == nil {
-		return s
-	}
-	return r.r.Replace(s)
-}
+func newRedactor(secrets map[string]string) *redactor { return processors.NewRedactor(secrets) }
 
 type nopLogger struct{}
 

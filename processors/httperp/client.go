@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,57 +320,27 @@ func newClient(cfg *config) (*http.Client, error) {
 	}, nil
 }
 
-// redactor replaces secret values (and the basic-auth encoding of them)
-// in text.
-type redactor struct {
-	r       *strings.Replacer
-	secrets map[string]string
-	extra   string
-}
+// redactor is the shared secret-hiding rule set (processors.Redactor)
+// with this package's short method names.
+type redactor struct{ r *processors.Redactor }
 
 func newRedactor(secrets map[string]string) *redactor {
-	var vals []string
-	for _, v := range secrets {
-		if v != "" {
-			vals = append(vals, v)
-		}
-	}
-	if u, p := secrets["username"], secrets["password"]; u != "" {
-		vals = append(vals, base64.StdEncoding.EncodeToString([]byte(u+":"+p)))
-	}
-	if len(vals) == 0 {
-		return &redactor{secrets: secrets}
-	}
-	// Longest first so that a secret containing another is fully replaced.
-	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
-	pairs := make([]string, 0, 2*len(vals))
-	for _, v := range vals {
-		pairs = append(pairs, v, "[REDACTED]")
-	}
-	return &redactor{r: strings.NewReplacer(pairs...), secrets: secrets}
+	return &redactor{r: processors.NewRedactor(secrets)}
 }
 
 // with returns a redactor that also hides v (an access token).
 func (r *redactor) with(v string) *redactor {
-	if v == "" || (r != nil && r.extra == v) {
-		return r
+	if r == nil {
+		return &redactor{r: (*processors.Redactor)(nil).With(v)}
 	}
-	secrets := map[string]string{"\x00token": v}
-	if r != nil {
-		for k, x := range r.secrets {
-			secrets[k] = x
-		}
-	}
-	n := newRedactor(secrets)
-	n.secrets, n.extra = secrets, v
-	return n
+	return &redactor{r: r.r.With(v)}
 }
 
 func (r *redactor) s(text string) string {
-	if r == nil || r.r == nil {
+	if r == nil {
 		return text
 	}
-	return r.r.Replace(text)
+	return r.r.Redact(text)
 }
 
 // erp is one run's view of the ERP: its connection, compiled spec,
