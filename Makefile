@@ -1,5 +1,5 @@
 # Convenience targets; the two README commands work without make.
-.PHONY: test demo screenshots bench
+.PHONY: test demo screenshots bench build dist
 
 test:            ## the whole suite, as CI runs it
 	./scripts/test
@@ -13,3 +13,11 @@ screenshots:     ## regenerate docs/screenshots/*.png with headless Chromium
 bench:           ## jobrunner bench on the local MariaDB (database jobrunner_bench)
 	mariadb --protocol=tcp -h127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS jobrunner_bench"
 	go run ./cmd/jobrunner bench --db mysql://root@127.0.0.1:3306/jobrunner_bench --runs 50000 --workers 1000 --batch 500 --json
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+build:           ## a static binary with its VCS information (bin/jobrunner)
+	CGO_ENABLED=0 go build -buildvcs=true -trimpath -o bin/jobrunner ./cmd/jobrunner
+
+dist:            ## release binaries for linux/amd64 and linux/arm64 with SHA-256 checksums (dist/)
+	./scripts/dist $(VERSION)

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jobrunner/jobrunner/api"
+	"github.com/jobrunner/jobrunner/buildinfo"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
 )
@@ -646,7 +647,7 @@ func TestReadyz(t *testing.T) {
 	resp, body := e.do("GET", "/readyz", "", nil)
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	require.Equal(t, "5", resp.Header.Get("Retry-After"))
-	require.JSONEq(t, `{"status":"not_ready","checks":{"database":{"ok":true},"migrations":{"ok":true},"serve":{"ok":false,"message":"scheduler not running"}}}`, string(body))
+	require.JSONEq(t, `{"status":"not_ready","version":"`+buildinfo.Read().Short()+`","checks":{"database":{"ok":true},"migrations":{"ok":true},"serve":{"ok":false,"message":"scheduler not running"}}}`, string(body))
 	fail = false
 	resp, body = e.do("GET", "/readyz", "", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)

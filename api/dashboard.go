@@ -18,6 +18,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/jobrunner/jobrunner/buildinfo"
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 )
@@ -70,6 +71,8 @@ type pageData struct {
 	Notice string
 	Error  string
 	Data   any
+	// Version is the build (footer).
+	Version string
 }
 
 var templateFuncs = template.FuncMap{
@@ -135,6 +138,7 @@ func parsePages() (map[string]*template.Template, error) {
 func (s *Server) render(w http.ResponseWriter, status int, name string, d pageData) {
 	d.Demo = s.cfg.Demo
 	d.NoAuth = s.noAuth()
+	d.Version = buildinfo.Read().Short()
 	var buf bytes.Buffer
 	if err := s.pages[name].Execute(&buf, d); err != nil {
 		s.log().WithError(err).Errorf("dashboard: render %s", name)

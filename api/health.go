@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jobrunner/jobrunner/buildinfo"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/migrations"
 )
@@ -91,6 +92,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ principal) err
 		status, code = "not_ready", http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+	writeJSON(w, code, map[string]any{"status": status, "checks": checks, "version": buildinfo.Read().Short()})
 	return nil
 }

@@ -19,10 +19,12 @@ import (
 	"strings"
 	"sync/atomic"
 
+	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/jobrunner/jobrunner/buildinfo"
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/metrics"
@@ -111,14 +113,28 @@ func (a *app) setupLog() error {
 	a.log.SetLevel(lv)
 	switch a.logFormat {
 	case "json":
-		a.log.SetFormatter(&logrus.JSONFormatter{})
+		a.log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: logTimeFormat})
 	case "text", "":
 		f, ok := a.stderr.(*os.File)
-		a.log.SetFormatter(&logrus.TextFormatter{ForceColors: ok && term.IsTerminal(int(f.Fd())), FullTimestamp: true})
+		a.log.SetFormatter(&logrus.TextFormatter{ForceColors: ok && term.IsTerminal(int(f.Fd())), FullTimestamp: true, TimestampFormat: logTimeFormat})
 	default:
 		return usagef("--log-format: want text or json, got %q", a.logFormat)
 	}
+	// The MySQL driver's own lines ("[mysql] … unexpected EOF") go through
+	// the same logger, so they are JSON with --log-format json.
+	_ = gomysql.SetLogger(driverLog{a.log})
 	return nil
+}
+
+// logTimeFormat is RFC 3339 with milliseconds.
+const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// driverLog adapts the process logger to the MySQL driver's Logger.
+type driverLog struct{ log *logrus.Logger }
+
+// Print logs one driver line as a warning.
+func (d driverLog) Print(v ...any) {
+	d.log.WithField("component", "mysql-driver").Warn(strings.TrimSpace(fmt.Sprint(v...)))
 }
 
 // definitions loads and validates the definitions once.
@@ -255,13 +271,15 @@ func (a *app) rootCommand() *cobra.Command {
 		},
 	})
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
+	root.Version = buildinfo.Read().Short()
+	root.SetVersionTemplate(buildinfo.Read().String())
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.dbFlag, "db", "", "database: sqlite:PATH or mysql://user:pass@host:port/db (env JOBRUNNER_DB; default "+jobs.DefaultDSN+")")
 	pf.StringVar(&a.defsFlag, "definitions", os.Getenv("JOBRUNNER_DEFINITIONS"), "directory of job definition YAML files (env JOBRUNNER_DEFINITIONS; default: the built-in examples)")
 	pf.StringVar(&a.logFormat, "log-format", "text", "process log format: text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "process log level: debug, info, warn, error")
 	pf.BoolVar(&a.noMigrate, "no-migrate", false, "do not apply pending database migrations")
-	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand(), a.serveCommand(), a.triggerCommand(), a.benchCommand())
+	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand(), a.serveCommand(), a.triggerCommand(), a.benchCommand(), a.versionCommand())
 	return root
 }
 
@@ -281,5 +299,23 @@ func wrapArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 func group(cmd *cobra.Command) *cobra.Command {
 	cmd.Args = wrapArgs(cobra.NoArgs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	return cmd
+}
+
+func (a *app) versionCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the build: module version, VCS revision and time, Go version",
+		Args:  wrapArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				return writeJSON(a.stdout, buildinfo.Read())
+			}
+			fmt.Fprint(a.stdout, buildinfo.Read().String())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

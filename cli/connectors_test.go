@@ -372,3 +372,32 @@ func TestTriggerWaitOnADatabaseNoWorkerUses(t *testing.T) {
 	require.Contains(t, r.stderr, "no worker has ever run anything on sqlite:")
 	require.Contains(t, r.stderr, "the run stays queued")
 }
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	r := jobrunner(t, "version")
+	require.Equal(t, 0, r.code, "%s", r)
+	require.True(t, strings.HasPrefix(r.stdout, "jobrunner "), r.stdout)
+	require.Contains(t, r.stdout, "go:       go")
+	r = jobrunner(t, "--version")
+	require.Equal(t, 0, r.code, "%s", r)
+	require.True(t, strings.HasPrefix(r.stdout, "jobrunner "), r.stdout)
+	r = jobrunner(t, "version", "--json")
+	require.Equal(t, 0, r.code, "%s", r)
+	v := decodeJSON[map[string]any](t, r.stdout)
+	require.NotEmpty(t, v["version"])
+	require.NotEmpty(t, v["goVersion"])
+}
+
+func TestJSONLogsCarryMilliseconds(t *testing.T) {
+	t.Parallel()
+	db, _ := tempDB(t)
+	r := jobrunner(t, db, "--log-format", "json", "run", "Noop")
+	require.Equal(t, 0, r.code, "%s", r)
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	require.NotEmpty(t, lines)
+	for _, l := range lines {
+		v := decodeJSON[map[string]any](t, l)
+		require.Regexp(t, `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$`, v["time"], l)
+	}
+}

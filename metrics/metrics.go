@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/jobrunner/jobrunner/buildinfo"
 	"github.com/jobrunner/jobrunner/jobs"
 )
 
@@ -111,6 +112,13 @@ func New(opts Options) *Metrics {
 		}, []string{"connection", "class"}),
 	}
 	m.reg.MustRegister(m.runsFinished, m.attempts, m.attemptDur, m.schedulerLag, m.leasesRescued, m.erpResponses)
+	bi := buildinfo.Read()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "jobrunner", Name: "build_info",
+		Help: "The running build: always 1, labelled with its module version, VCS revision and Go version.",
+	}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
+	m.reg.MustRegister(build)
 	if opts.Queue != nil {
 		timeout := opts.QueueTimeout
 		if timeout <= 0 {

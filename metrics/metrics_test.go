@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobrunner/jobrunner/buildinfo"
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
@@ -89,6 +91,7 @@ jobrunner_erp_responses_total{class="error",connection="erp"} 4
 	require.Contains(t, out, `jobrunner_attempt_duration_seconds_sum{job="Noop"} 0`, "negative durations count as 0")
 	require.Contains(t, out, `jobrunner_scheduler_lag_seconds_count{job="OrderStatusSync"} 2`)
 	require.Contains(t, out, `jobrunner_scheduler_lag_seconds_sum{job="OrderStatusSync"} 1.5`)
+	require.Contains(t, out, `jobrunner_build_info{goversion="`+runtime.Version()+`",revision="`+buildinfo.Read().Revision+`",version="`+buildinfo.Read().Version+`"} 1`)
 	require.NotContains(t, out, "jobrunner_queue_depth", "no queue counter configured")
 	require.NotContains(t, out, "go_goroutines", "runtime metrics were turned off")
 }
