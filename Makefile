@@ -1,5 +1,5 @@
 # Convenience targets; the two README commands work without make.
-.PHONY: test demo screenshots bench build dist
+.PHONY: test demo screenshots bench build dist image
 
 test:            ## the whole suite, as CI runs it
 	./scripts/test
@@ -21,3 +21,6 @@ build:           ## a static binary with its VCS information (bin/jobrunner)
 
 dist:            ## release binaries for linux/amd64 and linux/arm64 with SHA-256 checksums (dist/)
 	./scripts/dist $(VERSION)
+
+image:           ## the container image localhost/jobrunner:dev, built offline (podman or docker)
+	./scripts/image

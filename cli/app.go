@@ -279,7 +279,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.logFormat, "log-format", "text", "process log format: text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "process log level: debug, info, warn, error")
 	pf.BoolVar(&a.noMigrate, "no-migrate", false, "do not apply pending database migrations")
-	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand(), a.serveCommand(), a.triggerCommand(), a.benchCommand(), a.versionCommand())
+	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand(), a.serveCommand(), a.triggerCommand(), a.benchCommand(), a.versionCommand(), a.healthcheckCommand(), a.demoERPCommand())
 	return root
 }
 

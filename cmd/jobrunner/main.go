@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // time zones inside the binary: a scratch image has no zoneinfo
 
 	"github.com/jobrunner/jobrunner/cli"
 )
