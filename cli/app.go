@@ -66,6 +66,10 @@ type app struct {
 	metrics atomic.Pointer[metrics.Metrics]
 	// env overrides environment variables for connections (demo ERP).
 	env map[string]string
+	// configFlag is --config; settings the configurable flags of the
+	// command being run, with their sources (see applyConfig).
+	configFlag string
+	settings   []*setting
 }
 
 // stateProxy lets processors registered before the store is opened reach
@@ -267,6 +271,9 @@ func (a *app) rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.applyConfig(cmd); err != nil {
+				return err
+			}
 			return a.setupLog()
 		},
 	})
@@ -279,7 +286,8 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.logFormat, "log-format", "text", "process log format: text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "process log level: debug, info, warn, error")
 	pf.BoolVar(&a.noMigrate, "no-migrate", false, "do not apply pending database migrations")
-	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand(), a.serveCommand(), a.triggerCommand(), a.benchCommand(), a.versionCommand(), a.healthcheckCommand(), a.demoERPCommand())
+	pf.StringVar(&a.configFlag, "config", "", "YAML configuration file: global settings by flag name, command settings under the command (serve: {workers: 32}); env JOBRUNNER_CONFIG; flags > environment > file > defaults")
+	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand(), a.serveCommand(), a.triggerCommand(), a.benchCommand(), a.versionCommand(), a.healthcheckCommand(), a.demoERPCommand(), a.configCommand())
 	return root
 }
 
