@@ -126,19 +126,31 @@ func (a *app) setupLog() error {
 	}
 	// The MySQL driver's own lines ("[mysql] … unexpected EOF") go through
 	// the same logger, so they are JSON with --log-format json.
-	_ = gomysql.SetLogger(driverLog{a.log})
+	driverLogger.Store(a.log)
 	return nil
 }
 
 // logTimeFormat is RFC 3339 with milliseconds.
 const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
+// driverLogger is the logger the MySQL driver's lines go to: the driver's
+// logger is process-wide, so it is set once (init) to driverLog, which
+// writes to the logger of the latest command (cli.Main may run many
+// times in one process).
+var driverLogger atomic.Pointer[logrus.Logger]
+
+func init() { _ = gomysql.SetLogger(driverLog{}) }
+
 // driverLog adapts the process logger to the MySQL driver's Logger.
-type driverLog struct{ log *logrus.Logger }
+type driverLog struct{}
 
 // Print logs one driver line as a warning.
-func (d driverLog) Print(v ...any) {
-	d.log.WithField("component", "mysql-driver").Warn(strings.TrimSpace(fmt.Sprint(v...)))
+func (driverLog) Print(v ...any) {
+	log := driverLogger.Load()
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	log.WithField("component", "mysql-driver").Warn(strings.TrimSpace(fmt.Sprint(v...)))
 }
 
 // definitions loads and validates the definitions once.
