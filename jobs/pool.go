@@ -231,9 +231,18 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				}
 			} else {
 				token := newToken()
+				began := time.Now()
 				claims, err = p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Token: token})
 				if err != nil {
 					unconfirmed = token
+				} else if debug := log.Logger.IsLevelEnabled(logrus.DebugLevel); debug && len(claims) > 0 {
+					ids := make([]int64, 0, min(len(claims), 20))
+					for _, c := range claims[:min(len(claims), 20)] {
+						ids = append(ids, c.Run.ID)
+					}
+					log.WithFields(logrus.Fields{"claimed": len(claims), "wanted": want, "busy": p.busy.Load(), "ms": time.Since(began).Milliseconds(), "ids": ids}).Debug("claimed runs")
+				} else if log.Logger.IsLevelEnabled(logrus.TraceLevel) {
+					log.WithFields(logrus.Fields{"wanted": want, "ms": time.Since(began).Milliseconds()}).Trace("poll: nothing due")
 				}
 			}
 			if err != nil && ctx.Err() == nil {
