@@ -19,6 +19,7 @@ import (
 	"github.com/jobrunner/jobrunner/metrics"
 	"github.com/jobrunner/jobrunner/notify"
 	"github.com/jobrunner/jobrunner/scheduler"
+	"github.com/jobrunner/jobrunner/tracing"
 )
 
 // serveOptions are serve's flags.
@@ -113,6 +114,19 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	}
 	ctx, stopSignals := signal.NotifyContext(parent, syscall.SIGTERM, os.Interrupt)
 	defer stopSignals()
+
+	stopTraces, err := tracing.Setup(ctx)
+	if err != nil {
+		return usageError{err}
+	}
+	if tracing.Enabled() {
+		a.log.Info("traces: exporting spans over OTLP/HTTP (OTEL_* settings)")
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = stopTraces(sctx)
+	}()
 
 	dsn := a.dsn()
 	wctx, cancel := context.WithTimeout(ctx, o.waitDB)

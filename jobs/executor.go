@@ -13,9 +13,13 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/processors"
+	"github.com/jobrunner/jobrunner/tracing"
 )
 
 // Causes of an execution's context being cancelled by the executor.
@@ -225,7 +229,15 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 		}
 	}
 	lg.red = newRedactor(all)
-	return e.withLinks(job, run, params, e.runSteps(parent, c, job, params, plan, secrets, lg, mirror), lg)
+	sctx, span := tracing.Tracer().Start(parent, tracing.SpanAttempt)
+	if span.IsRecording() { // no attribute work when traces are off (the hot path)
+		span.SetAttributes(attribute.String("jobrunner.job", job.Name), attribute.Int64("jobrunner.run_id", run.ID),
+			attribute.Int("jobrunner.attempt", run.AttemptsUsed()), attribute.Int("jobrunner.execution", run.Attempt),
+			attribute.Bool("jobrunner.preview", run.Preview))
+	}
+	f := e.runSteps(sctx, c, job, params, plan, secrets, lg, mirror)
+	endSpan(span, f)
+	return e.withLinks(job, run, params, f, lg)
 }
 
 // runSteps runs the steps of one execution, from the first step that is
@@ -328,7 +340,8 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 			stopHB()
 			return e.decide(job, run, pr, parent.Err(), nil, true, lg, false)
 		}
-		lg.started(fmt.Sprintf("attempt %d of %d started%s", pr.Attempt, pr.MaxAttempts, executionNote(run)), "processor", plan[0].def.Processor, "connection", plan[0].conn.Name, "owner", c.Owner)
+		lg.started(fmt.Sprintf("attempt %d of %d started%s", pr.Attempt, pr.MaxAttempts, executionNote(run)),
+			append([]any{"processor", plan[0].def.Processor, "connection", plan[0].conn.Name, "owner", c.Owner}, traceKV(parent)...)...)
 		perr := callWithTimeout(ctx, timeout, plan[0].proc, pr)
 		if perr == nil && job.PostProcessor != "" {
 			perr = e.postProcess(ctx, timeout, job, plan[0].conn, pr)
@@ -355,7 +368,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 	}
 	if start < len(rows) {
 		lg.started(fmt.Sprintf("attempt %d of %d started at step %d of %d (%s)%s", run.AttemptsUsed(), run.MaxAttempts, start+1, len(rows), rows[start].Name, executionNote(run)),
-			"owner", c.Owner)
+			append([]any{"owner", c.Owner}, traceKV(parent)...)...)
 	}
 	last := min(start, len(rows)-1)
 	for i := start; i < len(plan); i++ {
@@ -377,10 +390,21 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 			row.Attempts++
 			row.StartedAt, row.FinishedAt = &t, nil
 			pmu.Unlock()
-			perr = callWithTimeout(ctx, timeout, sp.proc, pr)
-			if perr == nil && i == len(plan)-1 && job.PostProcessor != "" {
-				perr = e.postProcess(ctx, timeout, job, sp.conn, pr)
+			stepCtx, stepSpan := tracing.Tracer().Start(ctx, tracing.SpanStep)
+			if stepSpan.IsRecording() {
+				stepSpan.SetAttributes(attribute.String("jobrunner.step", sp.def.Name), attribute.Int("jobrunner.step_index", i),
+					attribute.String("jobrunner.processor", sp.def.Processor), attribute.String("jobrunner.connection", sp.conn.Name))
 			}
+			perr = callWithTimeout(stepCtx, timeout, sp.proc, pr)
+			if perr == nil && i == len(plan)-1 && job.PostProcessor != "" {
+				perr = e.postProcess(stepCtx, timeout, job, sp.conn, pr)
+			}
+			if perr != nil {
+				o := processors.Classify(perr)
+				stepSpan.SetAttributes(attribute.String("jobrunner.outcome", o.Kind.String()), attribute.String("jobrunner.error_code", o.Code))
+				stepSpan.SetStatus(codes.Error, o.Code)
+			}
+			stepSpan.End()
 		}
 		cause := context.Cause(ctx)
 		if errors.Is(cause, errLeaseGone) {
@@ -767,6 +791,36 @@ func HumanDuration(d time.Duration) time.Duration {
 		return d.Round(100 * time.Millisecond)
 	}
 	return d.Round(time.Millisecond)
+}
+
+// traceKV returns the trace id of ctx's span as log fields (none when
+// traces are off).
+func traceKV(ctx context.Context) []any {
+	if id := tracing.TraceID(ctx); id != "" {
+		return []any{"trace_id", id}
+	}
+	return nil
+}
+
+// endSpan records an attempt's outcome on its span and ends it.
+func endSpan(span trace.Span, f *Finish) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	if f == nil {
+		span.SetAttributes(attribute.String("jobrunner.outcome", "lease_lost"))
+		span.End()
+		return
+	}
+	span.SetAttributes(attribute.String("jobrunner.outcome", f.AttemptStatus), attribute.String("jobrunner.status", string(f.Status)))
+	if f.ErrorCode != "" {
+		span.SetAttributes(attribute.String("jobrunner.error_code", f.ErrorCode))
+	}
+	if f.Status == StatusFailed {
+		span.SetStatus(codes.Error, f.ErrorCode)
+	}
+	span.End()
 }
 
 // executionNote says, when the run was snoozed before, which execution

@@ -22,7 +22,14 @@ import (
 	"time"
 	"unicode"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jobrunner/jobrunner/processors"
+	"github.com/jobrunner/jobrunner/tracing"
 )
 
 // Defaults and limits of the http connection type.
@@ -454,9 +461,16 @@ func (e *erp) call(ctx context.Context, rq *request) (*response, error) {
 	if rq.body != nil {
 		rd = bytes.NewReader(rq.body)
 	}
+	cctx, span := tracing.Tracer().Start(cctx, tracing.SpanERPRequest, trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
 	req, err := http.NewRequestWithContext(cctx, method, u, rd)
 	if err != nil {
 		return nil, processors.Permanent(CodeConfig, e.red.s(fmt.Sprintf("building %s %s: %v", method, path, err)))
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("http.request.method", method), attribute.String("url.template", rq.route),
+			attribute.String("server.address", e.cfg.base.Host), attribute.String("jobrunner.connection", e.run.Connection.Name),
+			attribute.String("jobrunner.operation", rq.op))
 	}
 	for k, v := range e.cfg.headers {
 		req.Header.Set(k, v)
@@ -472,6 +486,8 @@ func (e *erp) call(ctx context.Context, rq *request) (*response, error) {
 	if rq.idemKey != "" {
 		req.Header.Set("Idempotency-Key", rq.idemKey)
 	}
+	// W3C traceparent: the ERP's own traces can join the run's.
+	otel.GetTextMapPropagator().Inject(cctx, propagation.HeaderCarrier(req.Header))
 
 	start := time.Now()
 	resp, err := e.client.Do(req)
@@ -483,6 +499,7 @@ func (e *erp) call(ctx context.Context, rq *request) (*response, error) {
 			cause = ue.Err
 		}
 		msg := e.red.s(fmt.Sprintf("%s %s: %v", method, path, cause))
+		span.SetStatus(codes.Error, "no answer")
 		e.log().Warn("ERP call failed", "method", method, "path", path, "durationMs", ms, "error", msg)
 		if e.onResp != nil {
 			e.onResp(e.run.Connection.Name, 0)
@@ -499,6 +516,10 @@ func (e *erp) call(ctx context.Context, rq *request) (*response, error) {
 		return nil, &Error{Code: CodeUnavailable, Message: msg}
 	}
 	defer resp.Body.Close()
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	if resp.StatusCode >= 500 {
+		span.SetStatus(codes.Error, resp.Status)
+	}
 	r := &response{status: resp.StatusCode, header: resp.Header, contentType: resp.Header.Get("Content-Type")}
 	if resp.ContentLength > e.cfg.maxBody {
 		e.logCall(method, path, resp.StatusCode, start)

@@ -108,6 +108,8 @@ type request struct {
 	body    []byte // nil: none
 	idemKey string
 	timeout time.Duration
+	// op and route name the operation and its path template, for traces.
+	op, route string
 }
 
 // answer is what a successful operation returned.
@@ -170,7 +172,7 @@ func (e *erp) build(op *operation, v *vars) (*request, error) {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	req := &request{method: op.method, path: path, headers: http.Header{}, timeout: op.timeout}
+	req := &request{method: op.method, path: path, headers: http.Header{}, timeout: op.timeout, op: op.name, route: op.path.raw}
 	for _, q := range op.query {
 		s, err := q.t.exec(v)
 		if err != nil {
