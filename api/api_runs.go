@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/processors"
@@ -47,6 +49,9 @@ type runView struct {
 	// runs its links started.
 	Steps    []jobs.RunStep `json:"steps,omitempty"`
 	Children []childView    `json:"children,omitempty"`
+	// Traces are the OpenTelemetry traces of the run's attempts (attempt 0:
+	// the triggering request), when traces are on.
+	Traces []jobs.RunTrace `json:"traces,omitempty"`
 }
 
 // childView is a run started by another run's link.
@@ -170,6 +175,13 @@ func (s *Server) enqueue(ctx context.Context, j *definitions.Job, params definit
 		TriggeredBy: p.who(), IdempotencyKey: key, Preview: preview})
 	if err != nil {
 		return nil, storeError(err)
+	}
+	// The caller's trace (W3C traceparent, extracted by apiHandler when
+	// traces are on): the run's attempts link to it.
+	if sc := trace.SpanContextFromContext(ctx); e.Created && sc.IsValid() {
+		if err := s.cfg.Store.RecordTrace(ctx, e.Run.ID, 0, sc.TraceID().String(), sc.SpanID().String()); err != nil {
+			s.log().WithError(err).Warn("api: recording the trigger's trace")
+		}
 	}
 	if e.Created {
 		s.wake()
@@ -382,7 +394,11 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, _ principal) err
 	if err != nil {
 		return storeError(err)
 	}
-	v := runView{Run: run, Attempts: attemptViews(atts), Steps: steps, Children: childViews(kids)}
+	traces, err := s.cfg.Store.Traces(r.Context(), id)
+	if err != nil {
+		return storeError(err)
+	}
+	v := runView{Run: run, Attempts: attemptViews(atts), Steps: steps, Children: childViews(kids), Traces: traces}
 	if v.Attempts == nil {
 		v.Attempts = []attemptView{}
 	}

@@ -14,11 +14,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/jobrunner/jobrunner/api"
 	"github.com/jobrunner/jobrunner/buildinfo"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
+	"github.com/jobrunner/jobrunner/tracing"
 )
 
 func TestJobsRoutes(t *testing.T) {
@@ -770,4 +774,34 @@ func TestParseTokens(t *testing.T) {
 		require.NotContains(t, err.Error(), secret, "errors never echo a secret")
 		require.NotContains(t, err.Error(), adminSecret)
 	}
+}
+
+// TestTriggerRecordsTheCallersTrace: with traces on (a propagator
+// installed), a trigger's W3C traceparent is recorded as the run's
+// attempt-0 trace, which GET /runs/{id} shows and attempts link to.
+func TestTriggerRecordsTheCallersTrace(t *testing.T) {
+	tracing.Install(noop.NewTracerProvider())
+	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
+	e := newEnv(t, jobstest.Open(t, "sqlite"), envOptions{})
+	req, err := http.NewRequest(http.MethodPost, e.http.URL+"/api/v1/jobs/Noop/runs", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+operatorSecret)
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, "%s", b)
+	var m map[string]any
+	require.NoError(t, jsonUnmarshal(b, &m))
+	id := int64(m["id"].(float64))
+	status, run := e.doJSON(http.MethodGet, fmt.Sprintf("/api/v1/runs/%d", id), viewerSecret, nil)
+	require.Equal(t, http.StatusOK, status)
+	traces := run["traces"].([]any)
+	require.Len(t, traces, 1)
+	tr := traces[0].(map[string]any)
+	require.Equal(t, float64(0), tr["attempt"])
+	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", tr["traceId"])
+	require.Equal(t, "00f067aa0ba902b7", tr["spanId"])
 }

@@ -667,6 +667,8 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request, sess *session)
 }
 
 type runData struct {
+	// Traces are the OpenTelemetry traces of the attempts (0: trigger).
+	Traces     []jobs.RunTrace
 	Run        *jobs.Run
 	Attempts   []attemptView
 	Params     []kv
@@ -742,8 +744,12 @@ func (s *Server) runPageData(ctx context.Context, sess *session, id int64, retry
 	if err != nil {
 		return pageData{}, storeError(err)
 	}
+	traces, err := s.cfg.Store.Traces(ctx, id)
+	if err != nil {
+		return pageData{}, storeError(err)
+	}
 	data := runData{Run: run, Attempts: attemptViews(atts), Duration: runDuration(run, s.cfg.Now()),
-		CanOperate: sess.who.Role >= RoleOperator, Steps: steps, Children: kids}
+		CanOperate: sess.who.Role >= RoleOperator, Steps: steps, Children: kids, Traces: traces}
 	for _, st := range steps {
 		if st.Status != jobs.StepSucceeded && st.Status != jobs.StepReused {
 			data.FailedStep = run.Status.Final()

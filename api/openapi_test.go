@@ -161,6 +161,7 @@ func TestOpenAPISchemas(t *testing.T) {
 	st := jobs.RunStep{SkippedFromRunID: &from, StartedAt: &now, FinishedAt: &now, ErrorCode: "E", ErrorMessage: "m"}
 	require.Equal(t, doc.props(t, "RunStep"), jsonKeys(t, st))
 	require.Equal(t, doc.props(t, "ChildRun"), jsonKeys(t, childView{}))
+	require.Equal(t, doc.props(t, "RunTrace"), jsonKeys(t, jobs.RunTrace{}))
 }
 
 // TestOpenAPIRedoclyLint lints the served document with Redocly CLI's

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
@@ -191,6 +193,8 @@ func (s *Server) apiHandler(rt route) http.Handler {
 				return
 			}
 		}
+		// A caller's W3C traceparent (a no-op unless traces are on).
+		r = r.WithContext(otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
 		if !isFollow(r) { // a followed log stream lasts as long as the run
 			ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
 			defer cancel()

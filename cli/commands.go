@@ -315,6 +315,10 @@ func (a *app) printRun(cmd *cobra.Command, r *jobs.Run, asJSON bool) error {
 	if err != nil {
 		return err
 	}
+	traces, err := a.store.Traces(cmd.Context(), r.ID)
+	if err != nil {
+		return err
+	}
 	if asJSON {
 		type childView struct {
 			ID      int64       `json:"id"`
@@ -328,10 +332,11 @@ func (a *app) printRun(cmd *cobra.Command, r *jobs.Run, asJSON bool) error {
 		}
 		return writeJSON(a.stdout, struct {
 			*jobs.Run
-			Attempts []jobs.Attempt `json:"attempts"`
-			Steps    []jobs.RunStep `json:"steps,omitempty"`
-			Children []childView    `json:"children"`
-		}{r, attempts, steps, kids})
+			Attempts []jobs.Attempt  `json:"attempts"`
+			Steps    []jobs.RunStep  `json:"steps,omitempty"`
+			Children []childView     `json:"children"`
+			Traces   []jobs.RunTrace `json:"traces,omitempty"`
+		}{r, attempts, steps, kids, traces})
 	}
 	w := a.stdout
 	title := fmt.Sprintf("run %d  %s  %s", r.ID, r.Job, strings.ToUpper(string(r.Status)))
@@ -356,7 +361,7 @@ func (a *app) printRun(cmd *cobra.Command, r *jobs.Run, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "  attempts:    %d of %d", r.AttemptsUsed(), r.MaxAttempts)
 	if r.Snoozes > 0 {
-		fmt.Fprintf(w, " (+%d come-back-later)", r.Snoozes)
+		fmt.Fprintf(w, " (+%d snoozed)", r.Snoozes)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  created:     %s\n", r.CreatedAt.Format(time.RFC3339Nano))
@@ -377,6 +382,13 @@ func (a *app) printRun(cmd *cobra.Command, r *jobs.Run, asJSON bool) error {
 	}
 	if r.Result != "" {
 		fmt.Fprintf(w, "  result:      %s\n", string(r.Result))
+	}
+	for _, t := range traces {
+		what := fmt.Sprintf("execution %d", t.Attempt)
+		if t.Attempt == 0 {
+			what = "trigger"
+		}
+		fmt.Fprintf(w, "  trace:       %s (%s)\n", t.TraceID, what)
 	}
 	if len(steps) > 0 {
 		fmt.Fprintf(w, "  steps:\n")

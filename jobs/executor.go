@@ -230,10 +230,11 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 	}
 	lg.red = newRedactor(all)
 	sctx, span := tracing.Tracer().Start(parent, tracing.SpanAttempt)
-	if span.IsRecording() { // no attribute work when traces are off (the hot path)
+	if span.IsRecording() { // no attribute or database work when traces are off (the hot path)
 		span.SetAttributes(attribute.String("jobrunner.job", job.Name), attribute.Int64("jobrunner.run_id", run.ID),
 			attribute.Int("jobrunner.attempt", run.AttemptsUsed()), attribute.Int("jobrunner.execution", run.Attempt),
 			attribute.Bool("jobrunner.preview", run.Preview))
+		e.traceAttempt(parent, run, span)
 	}
 	f := e.runSteps(sctx, c, job, params, plan, secrets, lg, mirror)
 	endSpan(span, f)
@@ -791,6 +792,31 @@ func HumanDuration(d time.Duration) time.Duration {
 		return d.Round(100 * time.Millisecond)
 	}
 	return d.Round(time.Millisecond)
+}
+
+// traceAttempt links the attempt's span to the request that triggered the
+// run (its recorded trace context) and records the attempt's trace, so
+// that `runs show`, the API and the run page can name it. Failures only
+// cost the link; the run goes on.
+func (e *Executor) traceAttempt(ctx context.Context, run *Run, span trace.Span) {
+	sctx := context.WithoutCancel(ctx)
+	if ts, err := e.Store.Traces(sctx, run.ID); err == nil {
+		for _, t := range ts {
+			if t.Attempt != 0 {
+				continue
+			}
+			tid, terr := trace.TraceIDFromHex(t.TraceID)
+			sid, serr := trace.SpanIDFromHex(t.SpanID)
+			if terr == nil && serr == nil {
+				span.AddLink(trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true}),
+					Attributes: []attribute.KeyValue{attribute.String("jobrunner.link", "trigger")}})
+			}
+		}
+	}
+	sc := span.SpanContext()
+	if err := e.Store.RecordTrace(sctx, run.ID, run.Attempt, sc.TraceID().String(), sc.SpanID().String()); err != nil {
+		e.logger().WithField("run_id", run.ID).Warnf("traces: %v", redactErr(err, e.Store.dsn))
+	}
 }
 
 // traceKV returns the trace id of ctx's span as log fields (none when

@@ -28,7 +28,7 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time, batch int) (int,
 		if len(ids) == 0 {
 			return total, nil
 		}
-		for _, t := range []string{"run_logs", "run_attempts", "run_steps", "run_params", "notifications", "notification_runs"} {
+		for _, t := range []string{"run_logs", "run_attempts", "run_steps", "run_params", "run_traces", "notifications", "notification_runs"} {
 			if err := s.db.WithContext(ctx).Exec("DELETE FROM "+t+" WHERE run_id IN ?", ids).Error; err != nil {
 				return total, fmt.Errorf("jobs: prune %s: %w", t, err)
 			}

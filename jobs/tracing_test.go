@@ -90,9 +90,17 @@ orderStatuses:
 	job, _ := set.Job("OrderCancel")
 	params, err := job.ParseParams(map[string]string{"OrderNumber": "T1"})
 	require.NoError(t, err)
-	r, err := ex.RunInline(context.Background(), job, params, jobs.InlineOptions{TriggeredBy: "t"})
+	const triggerTrace, triggerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	r, err := ex.RunInline(context.Background(), job, params, jobs.InlineOptions{TriggeredBy: "t",
+		OnEnqueued: func(r *jobs.Run) { // as the API records a caller's traceparent
+			require.NoError(t, s.RecordTrace(context.Background(), r.ID, 0, triggerTrace, triggerSpan))
+		}})
 	require.NoError(t, err)
 	require.Equal(t, jobs.StatusSucceeded, r.Status)
+	traces, err := s.Traces(context.Background(), r.ID)
+	require.NoError(t, err)
+	require.Len(t, traces, 3, "the trigger and two executions")
+	require.Equal(t, triggerTrace, traces[0].TraceID)
 
 	var attempts, requests []sdktrace.ReadOnlySpan
 	for _, sp := range rec.Ended() {
@@ -111,6 +119,11 @@ orderStatuses:
 		}
 	}
 	require.Len(t, attempts, 2, "one span per attempt")
+	for _, a := range attempts {
+		require.Len(t, a.Links(), 1, "each attempt links to the triggering request")
+		require.Equal(t, triggerTrace, a.Links()[0].SpanContext.TraceID().String())
+	}
+	require.Equal(t, traces[1].TraceID, attempts[0].SpanContext().TraceID().String(), "the recorded trace is the attempt's")
 	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
 	for _, a := range attempts {
 		byID[a.SpanContext().SpanID()] = a
