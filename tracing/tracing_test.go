@@ -27,6 +27,7 @@ func TestEnabledFollowsTheOTELVariables(t *testing.T) {
 	}
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_TRACES_EXPORTER", "")
+	t.Setenv("OTEL_SDK_DISABLED", "")
 	shutdown, err := Setup(context.Background())
 	require.NoError(t, err)
 	require.NoError(t, shutdown(context.Background()), "off: nothing to flush")
