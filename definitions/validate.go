@@ -698,3 +698,8 @@ func hint(s string, known []string) string {
 	h, _ := suggest(s, known)
 	return h
 }
+
+// Hint returns ` (did you mean "X"?)` for the name in known closest to s
+// (case-insensitive, at most two edits away), or "": the suggestion every
+// definitions message makes, for checkers of connection types to make too.
+func Hint(s string, known []string) string { return hint(s, known) }

@@ -381,7 +381,7 @@ func TestUnknownSettingsAreErrors(t *testing.T) {
 	require.Len(t, probs, 2, "%v", probs)
 	require.Equal(t, "settings.retries", probs[0].Key)
 	require.Equal(t, "settings.timout", probs[1].Key)
-	require.Contains(t, probs[1].Message, `did you mean "timeout"?`)
+	require.Contains(t, probs[1].Message, `(did you mean "timeout"?)`)
 	// A setting an operation refers to, and a preset's, are known.
 	require.Empty(t, checker{}.CheckConnection(&definitions.Connection{Name: "v", Type: "http", Preset: PresetVTEX,
 		Settings:   map[string]any{"baseURL": "http://x", "connectorName": "a", "tenant": "eu"},

@@ -134,7 +134,7 @@ func (checker) CheckConnection(c *definitions.Connection) []definitions.FieldPro
 				known = append(known, u)
 			}
 		}
-		p.add("settings."+k, "unknown setting %q%s (known: %s; a setting an operation refers to as {%s} is known too)", k, closest(k, known), strings.Join(sortStrings(known), ", "), k)
+		p.add("settings."+k, "unknown setting %q%s (known: %s; a setting an operation refers to as {%s} is known too)", k, definitions.Hint(k, known), strings.Join(sortStrings(known), ", "), k)
 	}
 	settings, _, _, _ := effective(c.Preset, c.Settings, nil)
 	if raw, ok := settings["baseURL"].(string); ok && !strings.Contains(raw, "${") {
@@ -147,41 +147,6 @@ func (checker) CheckConnection(c *definitions.Connection) []definitions.FieldPro
 
 // baseSettings are the http connection type's own settings.
 var baseSettings = []string{"baseURL", "timeout", "auth", "headers", "tls", "maxResponseBytes"}
-
-// closest returns ", did you mean X?" for the known name nearest to s
-// (at most 2 edits away), or "".
-func closest(s string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(k)); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(", did you mean %q?", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
-}
 
 // refOps are the operations the reference processors call.
 var refOps = map[string][]string{
@@ -217,13 +182,17 @@ func (checker) CheckUse(j *definitions.Job, use definitions.Step, c *definitions
 	}
 	op := spec.ops[use.Operation]
 	if op == nil {
-		out.add("operation", "connection %s has no operation %q%s", c.Name, use.Operation, opsHint(spec))
+		names := make([]string, 0, len(spec.ops))
+		for n := range spec.ops {
+			names = append(names, n)
+		}
+		out.add("operation", "connection %s has no operation %q%s%s", c.Name, use.Operation, definitions.Hint(use.Operation, names), opsHint(spec))
 		return out
 	}
 	for _, in := range sortedKeys(use.Inputs) {
 		param := use.Inputs[in]
 		if _, ok := op.inputs[in]; !ok {
-			out.add("inputs."+in, "operation %s has no input %q%s", op.name, in, inputsHint(op.inputs))
+			out.add("inputs."+in, "operation %s has no input %q%s%s", op.name, in, definitions.Hint(in, sortedBoolKeys(op.inputs)), inputsHint(op.inputs))
 			continue
 		}
 		if j.Param(param) == nil {
