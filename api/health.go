@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"net/http"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jobrunner/jobrunner/buildinfo"
@@ -86,6 +88,22 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ principal) err
 			}
 			return check{OK: true}
 		})
+	}
+	if s.cfg.Unrunnable != nil {
+		if un := s.cfg.Unrunnable(); len(un) > 0 {
+			names := make([]string, 0, len(un))
+			for n := range un {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			parts := make([]string, len(names))
+			for i, n := range names {
+				parts[i] = n + ": " + un[n]
+			}
+			checks["jobs"] = check{OK: true, Message: "not run by this instance (another may): " + strings.Join(parts, "; ")}
+		} else {
+			checks["jobs"] = check{OK: true}
+		}
 	}
 	status, code := "ready", http.StatusOK
 	if !ready {

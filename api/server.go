@@ -61,6 +61,10 @@ type Config struct {
 	// Ready adds readiness checks of the caller (scheduler running, clock
 	// skew) to /readyz; may be nil. Its error text is shown on /readyz.
 	Ready func(ctx context.Context) error
+	// Unrunnable, when set, lists the jobs this instance does not claim
+	// and why (a missing secret, a processor not registered here); /readyz
+	// shows them under "jobs" without failing readiness.
+	Unrunnable func() map[string]string
 	// Log is the process log; nil discards.
 	Log *logrus.Logger
 	// Metrics are served at /metrics; nil serves 404 there.

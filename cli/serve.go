@@ -225,7 +225,7 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	httpErr := make(chan error, 1)
 	if o.addr != "" {
 		h, err := api.New(api.Config{
-			Store: store, Definitions: a.defs.Load, Registry: a.registry, Tokens: tokens, Wake: pool.Wake,
+			Store: store, Definitions: a.defs.Load, Registry: a.registry, Tokens: tokens, Wake: pool.Wake, Unrunnable: pool.Unrunnable,
 			Log: a.log, Metrics: m, Demo: o.demo, Reload: reload,
 			Ready: func(rctx context.Context) error {
 				if sched != nil && !sched.Running() {

@@ -31,6 +31,9 @@ type ClaimOptions struct {
 	// instances cannot both take the last slot. See ClaimLimits.
 	Limits map[string]int
 	Groups map[string][]string
+	// Skip lists jobs whose runs this claimer must not take (it cannot
+	// run them: see Executor.Unrunnable); another instance may.
+	Skip []string
 	// Token is the batch's lease token; default a fresh one. A caller
 	// that gets an error back passes it to ClaimsByToken once the database
 	// answers again: the COMMIT may have landed although its answer was
@@ -62,9 +65,9 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 		now := s.now(0)
 		query := "SELECT " + runColumns + " FROM runs WHERE status = ? AND not_before <= " + now.SQL
 		args := append([]any{StatusQueued}, now.Vars...)
-		if len(saturated) > 0 {
+		if skip := append(append([]string{}, saturated...), opts.Skip...); len(skip) > 0 {
 			query += " AND job NOT IN ?"
-			args = append(args, saturated)
+			args = append(args, skip)
 		}
 		query += " ORDER BY not_before, id LIMIT ?"
 		args = append(args, n)

@@ -136,7 +136,11 @@ type stepPlan struct {
 
 // plan resolves every step of job (a one-step job has one, unnamed).
 func (e *Executor) plan(job *definitions.Job, preview bool) ([]stepPlan, error) {
-	defs := e.Definitions()
+	return e.planIn(e.Definitions(), job, preview)
+}
+
+// planIn is plan against the definitions defs.
+func (e *Executor) planIn(defs *definitions.Set, job *definitions.Job, preview bool) ([]stepPlan, error) {
 	steps := job.RunSteps()
 	out := make([]stepPlan, len(steps))
 	for i, st := range steps {
@@ -214,6 +218,12 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 		}
 		sec, err := sp.conn.ResolveSecrets(e.getenv)
 		if err != nil {
+			if e.ReleaseOnShutdown { // a pool: another instance may have the secret
+				msg := "this instance cannot run it (" + err.Error() + "): released, no attempt used, for an instance that has the secret"
+				lg.Warn(msg)
+				return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(secretRetry),
+					ErrorCode: "SECRET_MISSING", ErrorMessage: msg, Logs: lg.take(true)}
+			}
 			return e.withLinks(job, run, params, fail("SECRET_MISSING", err.Error()), lg)
 		}
 		secrets[sp.conn.Name] = sec
@@ -792,6 +802,36 @@ func HumanDuration(d time.Duration) time.Duration {
 		return d.Round(100 * time.Millisecond)
 	}
 	return d.Round(time.Millisecond)
+}
+
+// secretRetry is how long a run released for a missing secret waits
+// before any instance claims it again.
+const secretRetry = 30 * time.Second
+
+// Unrunnable returns the jobs of set this executor cannot run, with why:
+// a processor that is not registered for the connection's type, or a
+// connection secret whose environment variable is not set here. A Pool
+// does not claim their runs (another instance may run them); /readyz
+// lists them.
+func (e *Executor) Unrunnable(set *definitions.Set) map[string]string {
+	if set == nil || e.Registry == nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, j := range set.Jobs {
+		plan, err := e.planIn(set, j, false)
+		if err != nil {
+			out[j.Name] = err.Error()
+			continue
+		}
+		for _, sp := range plan {
+			if _, err := sp.conn.ResolveSecrets(e.getenv); err != nil {
+				out[j.Name] = err.Error()
+				break
+			}
+		}
+	}
+	return out
 }
 
 // traceAttempt links the attempt's span to the request that triggered the

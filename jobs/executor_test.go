@@ -238,3 +238,27 @@ func TestBackoff(t *testing.T) {
 	require.Equal(t, 1500*time.Millisecond, lo)
 	require.InDelta(t, float64(2500*time.Millisecond), float64(hi), float64(time.Millisecond))
 }
+
+func TestMissingSecretInAPoolReleasesTheRun(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		e := newEnv(t, s)
+		ex := *e.ex
+		ex.Getenv = func(string) string { return "" } // this instance lacks the token
+		ex.ReleaseOnShutdown = true                   // as in a Pool
+		job := e.job(t, "Leaky")
+		require.Contains(t, ex.Unrunnable(e.defs), "Leaky", "reported as not runnable here")
+		enq, err := s.Enqueue(context.Background(), jobs.NewRun{Job: job, Params: e.params(t, "Leaky", map[string]string{}), Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+		c, err := s.ClaimRun(context.Background(), enq.Run.ID, "blind", time.Minute)
+		require.NoError(t, err)
+		f, err := ex.Execute(context.Background(), c)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusQueued, f.Status, "released, not failed")
+		r, err := s.Get(context.Background(), enq.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusQueued, r.Status)
+		require.Equal(t, 0, r.AttemptsUsed(), "no attempt used")
+		require.Equal(t, "SECRET_MISSING", r.ErrorCode)
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,8 @@ type Pool struct {
 	// runs counts claims whose outcome is not recorded yet.
 	runs    sync.WaitGroup
 	started atomic.Bool
+	// unrunnable are the jobs this pool does not claim (see skipList).
+	unrunnable atomic.Pointer[map[string]string]
 	// now, closed by StopNow, ends Stop's wait at once.
 	now     chan struct{}
 	nowOnce sync.Once
@@ -174,6 +177,34 @@ func (p *Pool) Stop(ctx context.Context) {
 	p.comp.stop()
 }
 
+// skipList returns the jobs of set this pool cannot run (not claimed
+// here), logging them once per definitions set.
+func (p *Pool) skipList(log *logrus.Entry, set *definitions.Set) []string {
+	un := p.ex.Unrunnable(set)
+	p.unrunnable.Store(&un)
+	if len(un) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(un))
+	for n := range un {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		log.WithField("job", n).Warnf("this instance does not claim runs of %s: %s (an instance that can run it will)", n, un[n])
+	}
+	return names
+}
+
+// Unrunnable returns the jobs this pool does not claim and why (see
+// Executor.Unrunnable), as of the definitions it last claimed with.
+func (p *Pool) Unrunnable() map[string]string {
+	if m := p.unrunnable.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
 // StopNow makes a Stop in progress (or the next one) return at once,
 // abandoning what it waits for: a second SIGTERM during the grace period.
 func (p *Pool) StopNow() { p.nowOnce.Do(func() { close(p.now) }) }
@@ -201,6 +232,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 		limitsOf     *definitions.Set
 		cachedLimits map[string]int
 		cachedGroups map[string][]string
+		cachedSkip   []string
 	)
 	for {
 		free := p.cfg.Workers - int(p.busy.Load())
@@ -215,6 +247,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				if set := p.ex.Definitions(); set != limitsOf {
 					limitsOf = set
 					cachedLimits, cachedGroups = ClaimLimits(set)
+					cachedSkip = p.skipList(log, set)
 				}
 				limits, groups = cachedLimits, cachedGroups
 			}
@@ -232,7 +265,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			} else {
 				token := newToken()
 				began := time.Now()
-				claims, err = p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Token: token})
+				claims, err = p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: cachedSkip, Token: token})
 				if err != nil {
 					unconfirmed = token
 				} else if debug := log.Logger.IsLevelEnabled(logrus.DebugLevel); debug && len(claims) > 0 {
