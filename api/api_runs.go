@@ -90,6 +90,9 @@ type triggerRequest struct {
 	// would mean "no key") is refused rather than ignored.
 	IdempotencyKey *string `json:"idempotencyKey"`
 	Preview        bool    `json:"preview"`
+	// RunAt delays the run until then (a one-off run at a time); absent:
+	// now.
+	RunAt *time.Time `json:"runAt"`
 }
 
 // retryRequest is the body of POST /api/v1/runs/{id}/retry.
@@ -165,6 +168,11 @@ func (s *Server) checkRunnable(j *definitions.Job, preview bool) error {
 // enqueue stores a run triggered through the API or the dashboard and
 // wakes the workers when a new run was created.
 func (s *Server) enqueue(ctx context.Context, j *definitions.Job, params definitions.Values, key string, preview bool, p principal) (*jobs.Enqueued, error) {
+	return s.enqueueAt(ctx, j, params, key, preview, p, time.Time{})
+}
+
+// enqueueAt is enqueue for a run that waits until at (zero: now).
+func (s *Server) enqueueAt(ctx context.Context, j *definitions.Job, params definitions.Values, key string, preview bool, p principal, at time.Time) (*jobs.Enqueued, error) {
 	if err := checkIdempotencyKey(key); err != nil {
 		return nil, err
 	}
@@ -172,7 +180,7 @@ func (s *Server) enqueue(ctx context.Context, j *definitions.Job, params definit
 		return nil, err
 	}
 	e, err := s.cfg.Store.Enqueue(ctx, jobs.NewRun{Job: j, Params: params, Trigger: jobs.TriggerAPI,
-		TriggeredBy: p.who(), IdempotencyKey: key, Preview: preview})
+		TriggeredBy: p.who(), IdempotencyKey: key, Preview: preview, NotBefore: at})
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -227,7 +235,11 @@ func (s *Server) triggerRun(w http.ResponseWriter, r *http.Request, p principal)
 		}
 		key = *req.IdempotencyKey
 	}
-	e, err := s.enqueue(r.Context(), j, params, key, req.Preview, p)
+	var at time.Time
+	if req.RunAt != nil {
+		at = *req.RunAt
+	}
+	e, err := s.enqueueAt(r.Context(), j, params, key, req.Preview, p, at)
 	if err != nil {
 		return err
 	}

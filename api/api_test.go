@@ -805,3 +805,16 @@ func TestTriggerRecordsTheCallersTrace(t *testing.T) {
 	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", tr["traceId"])
 	require.Equal(t, "00f067aa0ba902b7", tr["spanId"])
 }
+
+func TestTriggerAtATime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jobstest.Open(t, "sqlite"), envOptions{})
+	at := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)
+	status, m := e.doJSON(http.MethodPost, "/api/v1/jobs/Noop/runs", operatorSecret, map[string]any{"runAt": at.Format(time.RFC3339)})
+	require.Equal(t, http.StatusAccepted, status, "%v", m)
+	r, err := e.store.Get(context.Background(), int64(m["id"].(float64)))
+	require.NoError(t, err)
+	require.True(t, r.NotBefore.Equal(at), "not_before %s, want %s", r.NotBefore, at)
+	status, m = e.doJSON(http.MethodPost, "/api/v1/jobs/Noop/runs", operatorSecret, `{"runAt":"tomorrow"}`)
+	require.Equal(t, http.StatusBadRequest, status, "%v", m)
+}

@@ -401,3 +401,15 @@ func TestJSONLogsCarryMilliseconds(t *testing.T) {
 		require.Regexp(t, `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$`, v["time"], l)
 	}
 }
+
+func TestTriggerAt(t *testing.T) {
+	t.Parallel()
+	db, _ := tempDB(t)
+	r := jobrunner(t, db, "trigger", "Noop", "--at", "2099-01-02T02:00:00+01:00", "--json")
+	require.Equal(t, 0, r.code, "%s", r)
+	v := decodeJSON[map[string]any](t, r.stdout)
+	require.Equal(t, "2099-01-02T01:00:00Z", v["notBefore"])
+	r = jobrunner(t, db, "trigger", "Noop", "--at", "02:00")
+	require.Equal(t, 2, r.code, "%s", r)
+	require.Contains(t, r.stderr, "want RFC 3339 with an offset")
+}

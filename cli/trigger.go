@@ -25,6 +25,7 @@ func (a *app) triggerCommand() *cobra.Command {
 		wait    bool
 		timeout time.Duration
 		asJSON  bool
+		at      string
 	)
 	cmd := &cobra.Command{
 		Use:   "trigger JOB [--param NAME=VALUE]... [--wait]",
@@ -32,10 +33,19 @@ func (a *app) triggerCommand() *cobra.Command {
 		Long: `Queue a run for the workers of a running ` + "`jobrunner serve`" + ` (any instance on
 the same database). With --idempotency-key, a second trigger with the same
 key returns the existing run. With --wait, wait until the run finishes and
-exit 0 on success, 1 on failure.`,
+exit 0 on success, 1 on failure. With --at, the run waits until then (a
+one-off run at a time; RFC 3339 with an offset).`,
 		Args: wrapArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			var notBefore time.Time
+			if at != "" {
+				t, err := time.Parse(time.RFC3339, at)
+				if err != nil {
+					return usagef("--at %q: want RFC 3339 with an offset, e.g. 2026-12-02T02:00:00+01:00", at)
+				}
+				notBefore = t
+			}
 			job, values, err := a.prepareRun(args[0], params, preview)
 			if err != nil {
 				return err
@@ -45,7 +55,7 @@ exit 0 on success, 1 on failure.`,
 				return err
 			}
 			enq, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Params: values, Trigger: jobs.TriggerManual, TriggeredBy: cliUser(),
-				IdempotencyKey: idem, Preview: preview})
+				IdempotencyKey: idem, Preview: preview, NotBefore: notBefore})
 			if errors.Is(err, jobs.ErrIdempotencyMismatch) {
 				return usageError{err}
 			}
@@ -55,6 +65,8 @@ exit 0 on success, 1 on failure.`,
 			r := enq.Run
 			if !asJSON {
 				switch {
+				case enq.Created && !notBefore.IsZero() && notBefore.After(time.Now()):
+					fmt.Fprintf(a.stdout, "run %d queued for %s\n", r.ID, notBefore.Format(time.RFC3339))
 				case enq.Created:
 					fmt.Fprintf(a.stdout, "run %d queued\n", r.ID)
 				case enq.Reason == "active":
@@ -115,6 +127,7 @@ exit 0 on success, 1 on failure.`,
 	f.BoolVar(&preview, "preview", false, "preview: the processor must not change the ERP")
 	f.BoolVar(&wait, "wait", false, "wait until the run finishes; exit 0 on success, 1 otherwise")
 	f.DurationVar(&timeout, "timeout", 0, "with --wait, give up waiting after this long (the run goes on)")
+	f.StringVar(&at, "at", "", "run at this time (RFC 3339 with an offset); default now")
 	f.BoolVar(&asJSON, "json", false, "print the run as JSON")
 	return cmd
 }
