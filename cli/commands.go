@@ -601,7 +601,7 @@ func (a *app) runsCommand() *cobra.Command {
 		},
 	}
 	cancel.Flags().StringVar(&who, "as", "", "who cancels (default: the OS user)")
-	cmd.AddCommand(list, show, logs, cancel, a.runsRetryCommand())
+	cmd.AddCommand(list, show, logs, cancel, a.runsRetryCommand(), a.bulkRetryCommand(), a.bulkCancelCommand())
 	return cmd
 }
 

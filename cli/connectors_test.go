@@ -413,3 +413,48 @@ func TestTriggerAt(t *testing.T) {
 	require.Equal(t, 2, r.code, "%s", r)
 	require.Contains(t, r.stderr, "want RFC 3339 with an offset")
 }
+
+func TestBulkRetryAndCancel(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "j.yaml"), []byte(`
+connections:
+  - {name: sh, type: exec, settings: {command: [/bin/sh, -c, "exit 1"]}}
+jobs:
+  - name: Fails
+    connection: sh
+    processor: Fails
+    parameters: [{name: N, type: int}]
+    retry: {maxAttempts: 1}
+`), 0o644))
+	db, _ := tempDB(t)
+	jr := func(args ...string) result { return jobrunner(t, append([]string{db, "--definitions", dir}, args...)...) }
+	for i := range 5 {
+		r := jr("run", "Fails", "--param", "N="+strconv.Itoa(i))
+		require.Equal(t, 1, r.code, "%s", r)
+	}
+	r := jr("runs", "bulk-retry", "--job", "Fails")
+	require.Equal(t, 0, r.code, "%s", r)
+	require.Equal(t, "5 runs match; run again with --yes to retry them\n", r.stdout)
+	r = jr("runs", "bulk-retry", "--job", "Fails", "--yes", "--json")
+	require.Equal(t, 0, r.code, "%s", r)
+	got := decodeJSON[map[string]any](t, r.stdout)
+	require.Equal(t, float64(5), got["done"])
+	// Again: each failed run was retried once already.
+	r = jr("runs", "bulk-retry", "--job", "Fails", "--yes", "--json")
+	require.Equal(t, 0, r.code, "%s", r)
+	got = decodeJSON[map[string]any](t, r.stdout)
+	require.Equal(t, float64(0), got["done"], "a bulk retry run twice retries nothing twice")
+	require.Equal(t, float64(5), got["already"])
+	list := decodeJSON[[]runView](t, jr("runs", "list", "--trigger", "retry", "--json").stdout)
+	require.Len(t, list, 5)
+	for _, rv := range list {
+		require.Contains(t, rv.TriggeredBy, "(bulk retry)")
+	}
+	r = jr("runs", "bulk-cancel", "--job", "Fails", "--yes", "--json")
+	require.Equal(t, 0, r.code, "%s", r)
+	got = decodeJSON[map[string]any](t, r.stdout)
+	require.Equal(t, float64(5), got["done"], "the five queued retries are cancelled")
+	r = jr("runs", "bulk-retry", "--yes")
+	require.Equal(t, 2, r.code, "a bulk action needs a filter: %s", r)
+}

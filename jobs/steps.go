@@ -112,6 +112,9 @@ type RetryOptions struct {
 	// steps that succeeded before the first step that did not (rows with
 	// status reused and SkippedFromRunID) and starts at that step.
 	FromFailedStep bool
+	// IdempotencyKey, when set, makes a second Retry with the same key
+	// return the first one's run (a bulk retry run twice retries once).
+	IdempotencyKey string
 }
 
 // Retry enqueues a new run that repeats the finished run id, linked to it
@@ -137,7 +140,8 @@ func (s *Store) Retry(ctx context.Context, job *definitions.Job, id int64, opts 
 			return nil, fmt.Errorf("jobs: retry run %d: its parameters no longer fit %s: %w", id, job.Name, err)
 		}
 	}
-	nr := NewRun{Job: job, Params: params, Trigger: TriggerRetry, TriggeredBy: opts.Who, Preview: orig.Preview, RetryOfRunID: &orig.ID}
+	nr := NewRun{Job: job, Params: params, Trigger: TriggerRetry, TriggeredBy: opts.Who, Preview: orig.Preview, RetryOfRunID: &orig.ID,
+		IdempotencyKey: opts.IdempotencyKey}
 	if opts.FromFailedStep {
 		reused, err := s.reusableSteps(ctx, job, orig)
 		if err != nil {

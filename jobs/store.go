@@ -630,6 +630,8 @@ type Filter struct {
 	Job     string
 	Status  Status
 	Trigger Trigger
+	// ErrorCode matches runs whose (last) error code is exactly this.
+	ErrorCode string
 	// Params matches runs whose parameter has exactly this canonical text
 	// value (e.g. OrderNumber=WEB000123).
 	Params map[string]string
@@ -651,6 +653,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Run, error) {
 	q := s.db.WithContext(ctx).Model(&Run{})
 	if f.Job != "" {
 		q = q.Where("job = ?", f.Job)
+	}
+	if f.ErrorCode != "" {
+		q = q.Where("error_code = ?", f.ErrorCode)
 	}
 	if f.Status != "" {
 		q = q.Where("status = ?", f.Status)
