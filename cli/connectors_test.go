@@ -428,7 +428,9 @@ jobs:
     retry: {maxAttempts: 1}
 `), 0o644))
 	db, _ := tempDB(t)
-	jr := func(args ...string) result { return jobrunner(t, append([]string{db, "--definitions", dir}, args...)...) }
+	jr := func(args ...string) result {
+		return jobrunner(t, append([]string{db, "--definitions", dir}, args...)...)
+	}
 	for i := range 5 {
 		r := jr("run", "Fails", "--param", "N="+strconv.Itoa(i))
 		require.Equal(t, 1, r.code, "%s", r)
