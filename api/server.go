@@ -131,6 +131,8 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodGet, "/api/v1/runs/{id}/logs", RoleViewer, s.runLogs},
 		{http.MethodPost, "/api/v1/runs/{id}/cancel", RoleOperator, s.cancelRun},
 		{http.MethodPost, "/api/v1/runs/{id}/retry", RoleOperator, s.retryRun},
+		{http.MethodPost, "/api/v1/runs/bulk-retry", RoleOperator, s.bulkRetry},
+		{http.MethodPost, "/api/v1/runs/bulk-cancel", RoleOperator, s.bulkCancel},
 		{http.MethodPost, "/api/v1/admin/reload", RoleAdmin, s.reload},
 		{http.MethodGet, "/healthz", 0, s.healthz},
 		{http.MethodGet, "/readyz", 0, s.readyz},

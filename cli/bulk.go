@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -29,60 +27,30 @@ func (b *bulkFilter) flags(cmd *cobra.Command, defStatus string) {
 	f.BoolVar(&b.asJSON, "json", false, "print JSON")
 }
 
-// matching returns every run the filter matches, newest first.
-func (a *app) matching(ctx context.Context, b *bulkFilter) ([]jobs.Run, error) {
+// filter checks the flags and returns the filter they name.
+func (b *bulkFilter) filter() (jobs.Filter, error) {
 	pv, err := parseKV("--param", b.params)
 	if err != nil {
-		return nil, err
+		return jobs.Filter{}, err
 	}
-	f := jobs.Filter{Job: b.job, Status: jobs.Status(b.status), ErrorCode: b.errorCode, Params: pv, Limit: 1000}
+	f := jobs.Filter{Job: b.job, Status: jobs.Status(b.status), ErrorCode: b.errorCode, Params: pv}
 	if b.status != "" && !f.Status.Valid() {
-		return nil, usagef("--status %q: want one of %v", b.status, jobs.Statuses)
+		return f, usagef("--status %q: want one of %v", b.status, jobs.Statuses)
 	}
 	if b.since != "" {
 		d, err := parseSince(b.since)
 		if err != nil {
-			return nil, usagef("--since %q: want a duration such as 90m, 24h or 2d", b.since)
+			return f, usagef("--since %q: want a duration such as 90m, 24h or 2d", b.since)
 		}
 		f.Since = time.Now().Add(-d)
 	}
 	if b.job == "" && b.errorCode == "" && b.since == "" && len(pv) == 0 {
-		return nil, usagef("name what to act on: at least one of --job, --error-code, --since, --param")
+		return f, usagef("name what to act on: at least one of --job, --error-code, --since, --param")
 	}
-	s, err := a.openStore(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []jobs.Run
-	for {
-		page, err := s.List(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page...)
-		if len(page) < f.Limit {
-			return out, nil
-		}
-		f.BeforeID = page[len(page)-1].ID
-	}
+	return f, nil
 }
 
-// bulkResult is what a bulk action did.
-type bulkResult struct {
-	Matched int `json:"matched"`
-	// Done counts new retries (bulk-retry) or cancelled runs
-	// (bulk-cancel); Already those retried by an earlier run of the same
-	// command or already final; Active retries refused because a run with
-	// the same uniqueBy values is active; Failed the errors.
-	Done    int      `json:"done"`
-	Already int      `json:"already"`
-	Active  int      `json:"active,omitempty"`
-	Failed  int      `json:"failed"`
-	Errors  []string `json:"errors,omitempty"`
-	DryRun  bool     `json:"dryRun"`
-}
-
-func (a *app) printBulk(b *bulkFilter, verb string, r bulkResult) error {
+func (a *app) printBulk(b *bulkFilter, verb string, r jobs.BulkResult) error {
 	if b.asJSON {
 		if err := writeJSON(a.stdout, r); err != nil {
 			return err
@@ -116,39 +84,21 @@ runs match. Each retry is recorded as triggered by you (bulk retry).`,
 		Args: wrapArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			runs, err := a.matching(ctx, &b)
+			f, err := b.filter()
 			if err != nil {
 				return err
-			}
-			res := bulkResult{Matched: len(runs), DryRun: !b.yes}
-			if !b.yes {
-				return a.printBulk(&b, "retry", res)
 			}
 			set, err := a.definitions()
 			if err != nil {
 				return err
 			}
-			for _, r := range runs {
-				job, ok := set.Job(r.Job)
-				if !ok {
-					res.Failed++
-					res.Errors = append(res.Errors, fmt.Sprintf("run %d: job %s is no longer defined", r.ID, r.Job))
-					continue
-				}
-				e, err := a.store.Retry(ctx, job, r.ID, jobs.RetryOptions{Who: cliUser() + " (bulk retry)", IdempotencyKey: fmt.Sprintf("bulk-retry:%d", r.ID)})
-				switch {
-				case errors.Is(err, jobs.ErrNotFinished):
-					res.Already++
-				case err != nil:
-					res.Failed++
-					res.Errors = append(res.Errors, fmt.Sprintf("run %d: %v", r.ID, err))
-				case e.Created:
-					res.Done++
-				case e.Reason == "active":
-					res.Active++
-				default:
-					res.Already++
-				}
+			s, err := a.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			res, err := s.BulkRetry(ctx, set, f, cliUser()+" (bulk retry)", !b.yes)
+			if err != nil {
+				return err
 			}
 			return a.printBulk(&b, "retry", res)
 		},
@@ -169,25 +119,17 @@ it only prints how many runs match.`,
 		Args: wrapArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			runs, err := a.matching(ctx, &b)
+			f, err := b.filter()
 			if err != nil {
 				return err
 			}
-			res := bulkResult{Matched: len(runs), DryRun: !b.yes}
-			if !b.yes {
-				return a.printBulk(&b, "cancel", res)
+			s, err := a.openStore(ctx)
+			if err != nil {
+				return err
 			}
-			for _, r := range runs {
-				_, err := a.store.Cancel(ctx, r.ID, cliUser()+" (bulk cancel)")
-				switch {
-				case errors.Is(err, jobs.ErrFinished):
-					res.Already++
-				case err != nil:
-					res.Failed++
-					res.Errors = append(res.Errors, fmt.Sprintf("run %d: %v", r.ID, err))
-				default:
-					res.Done++
-				}
+			res, err := s.BulkCancel(ctx, f, cliUser()+" (bulk cancel)", !b.yes)
+			if err != nil {
+				return err
 			}
 			return a.printBulk(&b, "cancel", res)
 		},
