@@ -374,6 +374,10 @@ func (a *app) printRun(cmd *cobra.Command, r *jobs.Run, asJSON bool) error {
 	if r.Status == jobs.StatusQueued && r.Attempt > 0 {
 		fmt.Fprintf(w, "  next try:    %s\n", r.NotBefore.Format(time.RFC3339Nano))
 	}
+	if r.Waiting() {
+		fmt.Fprintf(w, "  waiting:     snoozed %d times on %s since %s; next check %s\n", r.Snoozes, r.ErrorCode,
+			r.CreatedAt.Format(time.RFC3339), r.NotBefore.Format(time.RFC3339))
+	}
 	if r.RecordsRead+r.RecordsChanged+r.RecordErrors+r.RecordWarnings > 0 {
 		fmt.Fprintf(w, "  records:     read %d, changed %d, errors %d, warnings %d\n", r.RecordsRead, r.RecordsChanged, r.RecordErrors, r.RecordWarnings)
 	}
@@ -494,6 +498,9 @@ func (a *app) runsCommand() *cobra.Command {
 				}
 				if r.RetryOfRunID != nil {
 					flags = append(flags, fmt.Sprintf("retry-of=%d", *r.RetryOfRunID))
+				}
+				if r.Waiting() {
+					flags = append(flags, "waiting:"+r.ErrorCode)
 				}
 				line := fmt.Sprintf("%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s", r.ID, r.Job, r.Status, r.AttemptsUsed(), r.MaxAttempts,
 					r.TriggerKind, r.CreatedAt.Format("2006-01-02 15:04:05"), truncate(string(r.Parameters), 60), errText)

@@ -21,3 +21,12 @@ func TestSnoozeDelayCappedByTheJobAndJittered(t *testing.T) {
 	require.Equal(t, 27*time.Second, lo, "spread by ±jitter/2")
 	require.Greater(t, hi, 32*time.Second)
 }
+
+func TestWaiting(t *testing.T) {
+	t.Parallel()
+	r := jobs.Run{Status: jobs.StatusQueued, Attempt: 3, Snoozes: 2, ErrorCode: "EOI011"}
+	require.True(t, r.Waiting())
+	r.Status = jobs.StatusRunning
+	require.False(t, r.Waiting())
+	require.False(t, (&jobs.Run{Status: jobs.StatusQueued, Attempt: 1, ErrorCode: "ERP_UNAVAILABLE"}).Waiting(), "a retry after a failed attempt is not a wait")
+}

@@ -126,6 +126,13 @@ type Run struct {
 // snoozes).
 func (r *Run) AttemptsUsed() int { return r.Attempt - r.Snoozes }
 
+// Waiting reports whether the run is queued after a snooze: waiting for
+// what its ErrorCode names (a platform that asked to come back later, an
+// order awaiting a person's approval), next checked at NotBefore.
+func (r *Run) Waiting() bool {
+	return r.Status == StatusQueued && r.Snoozes > 0 && r.ErrorCode != "" && r.Attempt > 0
+}
+
 // Attempt is one execution of a run (table run_attempts), written when the
 // execution ends.
 type Attempt struct {
