@@ -521,11 +521,21 @@ func (s *Server) jobRunSubmit(w http.ResponseWriter, r *http.Request, sess *sess
 	if err != nil {
 		return fail(asError(err))
 	}
+	var at time.Time
+	if v := strings.TrimSpace(r.PostForm.Get("runAt")); v != "" {
+		// datetime-local has no zone: the form says UTC.
+		var perr error
+		if at, perr = time.ParseInLocation("2006-01-02T15:04:05", v, time.UTC); perr != nil {
+			if at, perr = time.ParseInLocation("2006-01-02T15:04", v, time.UTC); perr != nil {
+				return fail(&Error{Kind: KindInvalid, Code: "bad_run_at", Message: "Run at: want a date and time", Fields: map[string]string{"runAt": "want a date and time"}})
+			}
+		}
+	}
 	key := ""
 	if idem != "" {
 		key = "ui:" + idem
 	}
-	e, err := s.enqueue(r.Context(), j, params, key, preview, sess.who.viaDashboard())
+	e, err := s.enqueueAt(r.Context(), j, params, key, preview, sess.who.viaDashboard(), at)
 	if err != nil {
 		return fail(asError(err))
 	}

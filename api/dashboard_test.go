@@ -8,8 +8,10 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -277,4 +279,25 @@ func TestDashboardViewer(t *testing.T) {
 	status, _, _ = b.post(fmt.Sprintf("/runs/%d/cancel", id), nil)
 	require.Equal(t, http.StatusForbidden, status)
 	require.EqualValues(t, 1, countRuns(t, s))
+}
+
+func TestDashboardRunAt(t *testing.T) {
+	t.Parallel()
+	s := jobstest.Open(t, "sqlite")
+	e := newEnv(t, s, envOptions{})
+	b := e.browser()
+	b.login(operatorSecret)
+	_, _, body := b.page("GET", "/", nil)
+	require.Contains(t, body, `name="runAt"`)
+	status, path, _ := b.post("/jobs/Noop/run", url.Values{"runAt": {"2099-01-02T02:00"}})
+	require.Equal(t, http.StatusOK, status)
+	require.True(t, strings.HasPrefix(path, "/runs/"), path)
+	id, err := strconv.ParseInt(strings.TrimPrefix(path, "/runs/"), 10, 64)
+	require.NoError(t, err)
+	r, err := s.Get(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, "2099-01-02T02:00:00Z", r.NotBefore.UTC().Format(time.RFC3339))
+	status, _, body = b.post("/jobs/Noop/run", url.Values{"runAt": {"soon"}})
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Contains(t, body, "Run at: want a date and time")
 }
