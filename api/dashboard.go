@@ -47,6 +47,7 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", s.page(RoleViewer, s.jobsPage))
 	mux.Handle("POST /jobs/{name}/run", s.page(RoleOperator, s.jobRunSubmit))
 	mux.Handle("GET /runs", s.page(RoleViewer, s.runsPage))
+	mux.Handle("POST /runs/bulk-retry", s.page(RoleOperator, s.runsBulkRetry))
 	mux.Handle("GET /runs/{id}", s.page(RoleViewer, s.runPage))
 	mux.Handle("GET /runs/{id}/logs", s.page(RoleViewer, s.logsPage))
 	mux.Handle("GET /runs/{id}/live", s.page(RoleViewer, s.runLive))
@@ -547,6 +548,44 @@ func (s *Server) jobRunSubmit(w http.ResponseWriter, r *http.Request, sess *sess
 	return nil
 }
 
+// runsBulkRetry retries the failed runs the runs page's filter matches,
+// once each, when the confirmed count is still the count.
+func (s *Server) runsBulkRetry(w http.ResponseWriter, r *http.Request, sess *session) error {
+	raw, err := url.ParseQuery(r.PostForm.Get("query"))
+	if err != nil {
+		return &Error{Kind: KindInvalid, Code: "bad_query", Message: "malformed filter"}
+	}
+	q, data := runsFilterForm(raw)
+	if data.Status != string(jobs.StatusFailed) || data.Job == "" {
+		return errorf(KindInvalid, "filter_required", "a bulk retry needs a job and status failed")
+	}
+	f, err := runFilter(q)
+	if err != nil {
+		return err
+	}
+	f.BeforeID, f.Limit = 0, 0
+	dry, err := s.cfg.Store.BulkRetry(r.Context(), s.defs(), f, "", true)
+	if err != nil {
+		return storeError(err)
+	}
+	if confirm, _ := strconv.Atoi(r.PostForm.Get("confirm")); confirm != dry.Matched {
+		return &Error{Kind: KindConflict, Code: "count_changed",
+			Message: fmt.Sprintf("%d runs match now, not the %d shown: look at the list again", dry.Matched, confirm)}
+	}
+	who := sess.who.viaDashboard().who() + " (bulk retry)"
+	res, err := s.cfg.Store.BulkRetry(r.Context(), s.defs(), f, who, false)
+	if err != nil {
+		return storeError(err)
+	}
+	s.log().WithField("by", who).WithField("matched", res.Matched).WithField("done", res.Done).Info("bulk retry")
+	if res.Done > 0 {
+		s.wake()
+	}
+	back := url.Values{"job": {data.Job}, "bulk": {"retried"}, "n": {strconv.Itoa(res.Done)}, "already": {strconv.Itoa(res.Already)}}
+	http.Redirect(w, r, "/runs?"+back.Encode(), http.StatusSeeOther)
+	return nil
+}
+
 type runsData struct {
 	Runs       []runRow
 	Active     bool
@@ -556,6 +595,11 @@ type runsData struct {
 	// Filter values as typed.
 	Job, Status, Param, Value, Since, Until string
 	NextURL                                 string
+	// BulkCount is how many failed runs the filter matches, offered for a
+	// bulk retry (operators, status failed, a job chosen); BulkQuery the
+	// filter to send back with the confirmation.
+	BulkCount int
+	BulkQuery string
 }
 
 type runRow struct {
@@ -643,6 +687,24 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request, sess *session)
 	data.Statuses = jobs.Statuses
 	status := http.StatusOK
 	f, err := runFilter(q)
+	if err == nil && sess.who.Role >= RoleOperator && data.Status == string(jobs.StatusFailed) && data.Job != "" {
+		bf := f
+		bf.BeforeID, bf.Limit = 0, 0
+		if dry, derr := s.cfg.Store.BulkRetry(r.Context(), set, bf, "", true); derr == nil && dry.Matched > 0 {
+			data.BulkCount = dry.Matched
+			bq := url.Values{}
+			for k, v := range raw {
+				if k != "cursor" && k != "bulk" && k != "n" && k != "already" {
+					bq[k] = v
+				}
+			}
+			data.BulkQuery = bq.Encode()
+		}
+	}
+	if n, _ := strconv.Atoi(raw.Get("n")); raw.Get("bulk") == "retried" {
+		already, _ := strconv.Atoi(raw.Get("already"))
+		d.Notice = fmt.Sprintf("Retried %d runs (%d had been retried by an earlier bulk retry).", n, already)
+	}
 	if err == nil {
 		var runs []jobs.Run
 		var next string

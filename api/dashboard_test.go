@@ -301,3 +301,44 @@ func TestDashboardRunAt(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status)
 	require.Contains(t, body, "Run at: want a date and time")
 }
+
+func TestDashboardBulkRetry(t *testing.T) {
+	t.Parallel()
+	s := jobstest.Open(t, "sqlite")
+	e := newEnv(t, s, envOptions{})
+	job, _ := e.defs.Job("Noop")
+	params, err := job.ParseParams(nil)
+	require.NoError(t, err)
+	for range 3 {
+		enq, err := s.Enqueue(context.Background(), jobs.NewRun{Job: job, Params: params, Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+		c, err := s.ClaimRun(context.Background(), enq.Run.ID, "w", time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, s.Finish(context.Background(), c, jobs.Finish{Status: jobs.StatusFailed, AttemptStatus: jobs.AttemptFailed, ErrorCode: "BOOM"}))
+	}
+	viewer := e.browser()
+	viewer.login(viewerSecret)
+	_, _, body := viewer.page("GET", "/runs?job=Noop&status=failed", nil)
+	require.NotContains(t, body, `id="bulk-retry"`, "viewers are not offered a bulk retry")
+
+	b := e.browser()
+	b.login(operatorSecret)
+	_, _, body = b.page("GET", "/runs?job=Noop&status=failed", nil)
+	require.Contains(t, body, "Retry 3 runs")
+	m := regexp.MustCompile(`name="query" value="([^"]*)"`).FindStringSubmatch(body)
+	require.NotNil(t, m)
+	query := strings.ReplaceAll(m[1], "&amp;", "&")
+	status, _, body := b.post("/runs/bulk-retry", url.Values{"query": {query}, "confirm": {"2"}})
+	require.Equal(t, http.StatusConflict, status, "a stale count is refused")
+	require.Contains(t, body, "3 runs match now, not the 2 shown")
+	status, path, body := b.post("/runs/bulk-retry", url.Values{"query": {query}, "confirm": {"3"}})
+	require.Equal(t, http.StatusOK, status)
+	require.True(t, strings.HasPrefix(path, "/runs?"), path)
+	require.Contains(t, body, "Retried 3 runs (0 had been retried by an earlier bulk retry).")
+	retries, err := s.List(context.Background(), jobs.Filter{Trigger: jobs.TriggerRetry})
+	require.NoError(t, err)
+	require.Len(t, retries, 3)
+	for _, r := range retries {
+		require.Equal(t, "dashboard:ops (bulk retry)", r.TriggeredBy)
+	}
+}
