@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -52,38 +53,43 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, p principal, verb 
 	if f.Job == "" && f.ErrorCode == "" && f.Since.IsZero() && len(f.Params) == 0 {
 		return errorf(KindInvalid, "filter_required", "name what to act on: at least one of job, errorCode, createdAfter, parameters")
 	}
-	count := func() (jobs.BulkResult, error) {
+	res, err := s.runBulk(r.Context(), verb, f, req.Confirm, p.who()+" (bulk "+verb+")")
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// runBulk counts the runs f matches and, when confirm is that count, acts
+// on them (verb retry or cancel) as who; with confirm nil it only counts.
+// A different count is a 409 count_changed: the set changed since the
+// caller looked.
+func (s *Server) runBulk(ctx context.Context, verb string, f jobs.Filter, confirm *int, who string) (jobs.BulkResult, error) {
+	act := func(dry bool) (jobs.BulkResult, error) {
 		if verb == "retry" {
-			return s.cfg.Store.BulkRetry(r.Context(), s.defs(), f, "", true)
+			return s.cfg.Store.BulkRetry(ctx, s.defs(), f, who, dry)
 		}
-		return s.cfg.Store.BulkCancel(r.Context(), f, "", true)
+		return s.cfg.Store.BulkCancel(ctx, f, who, dry)
 	}
-	dry, err := count()
+	dry, err := act(true)
 	if err != nil {
-		return storeError(err)
+		return dry, storeError(err)
 	}
-	if req.Confirm == nil {
-		writeJSON(w, http.StatusOK, dry)
-		return nil
+	if confirm == nil {
+		return dry, nil
 	}
-	if *req.Confirm != dry.Matched {
-		return &Error{Kind: KindConflict, Code: "count_changed",
-			Message: fmt.Sprintf("%d runs match now, not the %d confirmed: look again and confirm the new count", dry.Matched, *req.Confirm)}
+	if *confirm != dry.Matched {
+		return dry, &Error{Kind: KindConflict, Code: "count_changed",
+			Message: fmt.Sprintf("%d runs match now, not the %d confirmed: look again and confirm the new count", dry.Matched, *confirm)}
 	}
-	who := p.who() + " (bulk " + verb + ")"
-	var res jobs.BulkResult
-	if verb == "retry" {
-		res, err = s.cfg.Store.BulkRetry(r.Context(), s.defs(), f, who, false)
-	} else {
-		res, err = s.cfg.Store.BulkCancel(r.Context(), f, who, false)
-	}
+	res, err := act(false)
 	if err != nil {
-		return storeError(err)
+		return res, storeError(err)
 	}
 	s.log().WithField("by", who).WithField("matched", res.Matched).WithField("done", res.Done).Infof("bulk %s", verb)
 	if res.Done > 0 && verb == "retry" {
 		s.wake()
 	}
-	writeJSON(w, http.StatusOK, res)
-	return nil
+	return res, nil
 }

@@ -564,22 +564,10 @@ func (s *Server) runsBulkRetry(w http.ResponseWriter, r *http.Request, sess *ses
 		return err
 	}
 	f.BeforeID, f.Limit = 0, 0
-	dry, err := s.cfg.Store.BulkRetry(r.Context(), s.defs(), f, "", true)
+	confirm, _ := strconv.Atoi(r.PostForm.Get("confirm"))
+	res, err := s.runBulk(r.Context(), "retry", f, &confirm, sess.who.viaDashboard().who()+" (bulk retry)")
 	if err != nil {
-		return storeError(err)
-	}
-	if confirm, _ := strconv.Atoi(r.PostForm.Get("confirm")); confirm != dry.Matched {
-		return &Error{Kind: KindConflict, Code: "count_changed",
-			Message: fmt.Sprintf("%d runs match now, not the %d shown: look at the list again", dry.Matched, confirm)}
-	}
-	who := sess.who.viaDashboard().who() + " (bulk retry)"
-	res, err := s.cfg.Store.BulkRetry(r.Context(), s.defs(), f, who, false)
-	if err != nil {
-		return storeError(err)
-	}
-	s.log().WithField("by", who).WithField("matched", res.Matched).WithField("done", res.Done).Info("bulk retry")
-	if res.Done > 0 {
-		s.wake()
+		return err
 	}
 	back := url.Values{"job": {data.Job}, "bulk": {"retried"}, "n": {strconv.Itoa(res.Done)}, "already": {strconv.Itoa(res.Already)}}
 	http.Redirect(w, r, "/runs?"+back.Encode(), http.StatusSeeOther)

@@ -330,7 +330,7 @@ func TestDashboardBulkRetry(t *testing.T) {
 	query := strings.ReplaceAll(m[1], "&amp;", "&")
 	status, _, body := b.post("/runs/bulk-retry", url.Values{"query": {query}, "confirm": {"2"}})
 	require.Equal(t, http.StatusConflict, status, "a stale count is refused")
-	require.Contains(t, body, "3 runs match now, not the 2 shown")
+	require.Contains(t, body, "3 runs match now, not the 2 confirmed")
 	status, path, body := b.post("/runs/bulk-retry", url.Values{"query": {query}, "confirm": {"3"}})
 	require.Equal(t, http.StatusOK, status)
 	require.True(t, strings.HasPrefix(path, "/runs?"), path)
