@@ -165,14 +165,10 @@ func (s *Server) checkRunnable(j *definitions.Job, preview bool) error {
 	}
 }
 
-// enqueue stores a run triggered through the API or the dashboard and
-// wakes the workers when a new run was created.
-func (s *Server) enqueue(ctx context.Context, j *definitions.Job, params definitions.Values, key string, preview bool, p principal) (*jobs.Enqueued, error) {
-	return s.enqueueAt(ctx, j, params, key, preview, p, time.Time{})
-}
-
-// enqueueAt is enqueue for a run that waits until at (zero: now).
-func (s *Server) enqueueAt(ctx context.Context, j *definitions.Job, params definitions.Values, key string, preview bool, p principal, at time.Time) (*jobs.Enqueued, error) {
+// enqueue stores a run triggered through the API or the dashboard, to
+// start at at (zero: now), and wakes the workers when a new run was
+// created.
+func (s *Server) enqueue(ctx context.Context, j *definitions.Job, params definitions.Values, key string, preview bool, p principal, at time.Time) (*jobs.Enqueued, error) {
 	if err := checkIdempotencyKey(key); err != nil {
 		return nil, err
 	}
@@ -239,7 +235,7 @@ func (s *Server) triggerRun(w http.ResponseWriter, r *http.Request, p principal)
 	if req.RunAt != nil {
 		at = *req.RunAt
 	}
-	e, err := s.enqueueAt(r.Context(), j, params, key, req.Preview, p, at)
+	e, err := s.enqueue(r.Context(), j, params, key, req.Preview, p, at)
 	if err != nil {
 		return err
 	}

@@ -536,7 +536,7 @@ func (s *Server) jobRunSubmit(w http.ResponseWriter, r *http.Request, sess *sess
 	if idem != "" {
 		key = "ui:" + idem
 	}
-	e, err := s.enqueueAt(r.Context(), j, params, key, preview, sess.who.viaDashboard(), at)
+	e, err := s.enqueue(r.Context(), j, params, key, preview, sess.who.viaDashboard(), at)
 	if err != nil {
 		return fail(asError(err))
 	}
