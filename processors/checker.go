@@ -2,6 +2,9 @@ package processors
 
 import (
 	"fmt"
+	"slices"
+	"sort"
+	"strings"
 
 	"github.com/jobrunner/jobrunner/definitions"
 )
@@ -65,6 +68,53 @@ func (r *Registry) CheckUse(j *definitions.Job, use definitions.Step, c *definit
 	if ch := r.checker(c.Type); ch != nil {
 		return ch.CheckUse(j, use, c)
 	}
+	var out []definitions.FieldProblem
+	if use.Operation != "" {
+		out = append(out, definitions.FieldProblem{Key: "operation", Message: fmt.Sprintf("connection %s (type %s) has no operations", c.Name, c.Type)})
+	}
+	if len(use.Inputs) > 0 {
+		out = append(out, definitions.FieldProblem{Key: "inputs", Message: fmt.Sprintf("connection %s (type %s) has no operation inputs", c.Name, c.Type)})
+	}
+	return out
+}
+
+// KnownSettings returns a Checker for a connection type whose settings
+// are exactly keys (no presets, no operations): any other setting is an
+// error, with the nearest known one suggested, so that a typo such as
+// "timout" does not pass silently.
+func KnownSettings(keys ...string) Checker { return knownSettings(keys) }
+
+type knownSettings []string
+
+// CheckConnection reports unknown settings, presets and operations.
+func (k knownSettings) CheckConnection(c *definitions.Connection) []definitions.FieldProblem {
+	var out []definitions.FieldProblem
+	names := make([]string, 0, len(c.Settings))
+	for n := range c.Settings {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if !slices.Contains(k, n) {
+			known := "it has none"
+			if len(k) > 0 {
+				known = "known: " + strings.Join(k, ", ")
+			}
+			out = append(out, definitions.FieldProblem{Key: "settings." + n,
+				Message: fmt.Sprintf("unknown setting %q%s (%s)", n, definitions.Hint(n, k), known)})
+		}
+	}
+	if c.Preset != "" {
+		out = append(out, definitions.FieldProblem{Key: "preset", Message: fmt.Sprintf("connection type %q has no presets", c.Type)})
+	}
+	if len(c.Operations) > 0 {
+		out = append(out, definitions.FieldProblem{Key: "operations", Message: fmt.Sprintf("connection type %q has no operations", c.Type)})
+	}
+	return out
+}
+
+// CheckUse reports an operation or inputs, which such types do not read.
+func (k knownSettings) CheckUse(j *definitions.Job, use definitions.Step, c *definitions.Connection) []definitions.FieldProblem {
 	var out []definitions.FieldProblem
 	if use.Operation != "" {
 		out = append(out, definitions.FieldProblem{Key: "operation", Message: fmt.Sprintf("connection %s (type %s) has no operations", c.Name, c.Type)})

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/processors"
 )
 
@@ -36,4 +37,16 @@ func TestRedactor(t *testing.T) {
 	require.True(t, none.Empty())
 	w := r.With("access-token-1234567")
 	require.Equal(t, "[REDACTED] [REDACTED]", w.Redact("access-token-1234567 s3cr3t-token-value"))
+}
+
+func TestKnownSettingsChecker(t *testing.T) {
+	t.Parallel()
+	ch := processors.KnownSettings("command", "dir")
+	probs := ch.CheckConnection(&definitions.Connection{Name: "c", Type: "x", Settings: map[string]any{"comand": "a", "dir": "/"}, Preset: "p"})
+	require.Len(t, probs, 2)
+	require.Equal(t, "settings.comand", probs[0].Key)
+	require.Contains(t, probs[0].Message, `(did you mean "command"?)`)
+	require.Equal(t, "preset", probs[1].Key)
+	require.Contains(t, processors.KnownSettings().CheckConnection(&definitions.Connection{Settings: map[string]any{"timout": 1}})[0].Message, "it has none")
+	require.Len(t, ch.CheckUse(nil, definitions.Step{Operation: "x", Inputs: map[string]string{"a": "b"}}, &definitions.Connection{Name: "c", Type: "x"}), 2)
 }

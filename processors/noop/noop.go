@@ -66,4 +66,5 @@ func Register(r *processors.Registry) {
 		processors.ForConnectionTypes(ConnectionType),
 		processors.WithPreview(),
 		processors.WithDescription("Does nothing; sleeps SleepMs milliseconds if set"))
+	r.SetChecker(ConnectionType, processors.KnownSettings())
 }
