@@ -73,10 +73,45 @@ type Pool struct {
 // rescues them after the lease TTL.
 const LastTry = 5 * time.Second
 
-// NewPool returns a pool; it panics when cfg.Executor is nil.
+// ErrBadPoolConfig is returned by NewPoolSafely for a configuration it
+// refuses.
+var ErrBadPoolConfig = errors.New("jobs: bad pool configuration")
+
+// Validate reports a configuration NewPool refuses: no Executor or Store,
+// or a negative Workers, BatchSize, PollInterval or RescueInterval (zero
+// means the default; a negative value is a mistake, not a default).
+func (c PoolConfig) Validate() error {
+	switch {
+	case c.Executor == nil || c.Executor.Store == nil:
+		return fmt.Errorf("%w: it needs an Executor with a Store", ErrBadPoolConfig)
+	case c.Workers < 0:
+		return fmt.Errorf("%w: Workers %d is negative", ErrBadPoolConfig, c.Workers)
+	case c.BatchSize < 0:
+		return fmt.Errorf("%w: BatchSize %d is negative", ErrBadPoolConfig, c.BatchSize)
+	case c.PollInterval < 0:
+		return fmt.Errorf("%w: PollInterval %s is negative", ErrBadPoolConfig, c.PollInterval)
+	case c.RescueInterval < 0:
+		return fmt.Errorf("%w: RescueInterval %s is negative", ErrBadPoolConfig, c.RescueInterval)
+	}
+	return nil
+}
+
+// NewPoolSafely is NewPool that returns an error wrapping
+// ErrBadPoolConfig instead of panicking on a configuration Validate
+// refuses.
+func NewPoolSafely(cfg PoolConfig) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return NewPool(cfg), nil
+}
+
+// NewPool returns a pool. Zero fields take their defaults (see
+// PoolConfig); like database/sql's Register it panics on a configuration
+// Validate refuses (use NewPoolSafely to get an error).
 func NewPool(cfg PoolConfig) *Pool {
-	if cfg.Executor == nil || cfg.Executor.Store == nil {
-		panic("jobs: NewPool needs an Executor with a Store")
+	if err := cfg.Validate(); err != nil {
+		panic(err.Error())
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 8

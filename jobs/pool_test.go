@@ -255,3 +255,23 @@ func TestPoolHonoursConnectionMaxConcurrency(t *testing.T) {
 		require.EqualValues(t, 2, peak.Load(), "both slots are used")
 	})
 }
+
+func TestPoolConfigIsValidated(t *testing.T) {
+	t.Parallel()
+	s := jobstest.Open(t, "sqlite")
+	ex := &jobs.Executor{Store: s}
+	for _, cfg := range []jobs.PoolConfig{
+		{},
+		{Executor: ex, Workers: -1},
+		{Executor: ex, BatchSize: -5},
+		{Executor: ex, PollInterval: -time.Second},
+		{Executor: ex, RescueInterval: -time.Second},
+	} {
+		_, err := jobs.NewPoolSafely(cfg)
+		require.ErrorIs(t, err, jobs.ErrBadPoolConfig, "%+v", cfg)
+		require.Panics(t, func() { jobs.NewPool(cfg) })
+	}
+	p, err := jobs.NewPoolSafely(jobs.PoolConfig{Executor: ex})
+	require.NoError(t, err, "zero values are the defaults")
+	require.NotNil(t, p)
+}
