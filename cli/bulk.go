@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -50,6 +51,34 @@ func (b *bulkFilter) filter() (jobs.Filter, error) {
 	return f, nil
 }
 
+// bulk counts, and with --yes does, verb (retry or cancel) on the runs b
+// matches.
+func (a *app) bulk(ctx context.Context, b *bulkFilter, verb string) error {
+	f, err := b.filter()
+	if err != nil {
+		return err
+	}
+	s, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	who := cliUser() + " (bulk " + verb + ")"
+	var res jobs.BulkResult
+	if verb == "retry" {
+		set, err := a.definitions()
+		if err != nil {
+			return err
+		}
+		res, err = s.BulkRetry(ctx, set, f, who, !b.yes)
+		if err != nil {
+			return err
+		}
+	} else if res, err = s.BulkCancel(ctx, f, who, !b.yes); err != nil {
+		return err
+	}
+	return a.printBulk(b, verb, res)
+}
+
 func (a *app) printBulk(b *bulkFilter, verb string, r jobs.BulkResult) error {
 	if b.asJSON {
 		if err := writeJSON(a.stdout, r); err != nil {
@@ -82,26 +111,7 @@ bulk-retry:<run id>, so running the command again (after a crash, or by a
 colleague) retries nothing twice. Without --yes it only prints how many
 runs match. Each retry is recorded as triggered by you (bulk retry).`,
 		Args: wrapArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			f, err := b.filter()
-			if err != nil {
-				return err
-			}
-			set, err := a.definitions()
-			if err != nil {
-				return err
-			}
-			s, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			res, err := s.BulkRetry(ctx, set, f, cliUser()+" (bulk retry)", !b.yes)
-			if err != nil {
-				return err
-			}
-			return a.printBulk(&b, "retry", res)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.bulk(cmd.Context(), &b, "retry") },
 	}
 	b.flags(cmd, string(jobs.StatusFailed))
 	return cmd
@@ -117,22 +127,7 @@ func (a *app) bulkCancelCommand() *cobra.Command {
 says otherwise; running runs are cancelled as ` + "`runs cancel`" + ` does). Without --yes
 it only prints how many runs match.`,
 		Args: wrapArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			f, err := b.filter()
-			if err != nil {
-				return err
-			}
-			s, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			res, err := s.BulkCancel(ctx, f, cliUser()+" (bulk cancel)", !b.yes)
-			if err != nil {
-				return err
-			}
-			return a.printBulk(&b, "cancel", res)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.bulk(cmd.Context(), &b, "cancel") },
 	}
 	b.flags(cmd, string(jobs.StatusQueued))
 	return cmd

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -769,6 +770,15 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		lg.Info(fmt.Sprintf("snoozed for %s (does not use an attempt): %s", HumanDuration(delay), msg))
 		return finalize()
 	default: // retry, timeout, plain errors
+		if out.Kind == processors.OutcomeTimeout && !strings.Contains(msg, "timeout elapsed") {
+			// Name the limit for any processor ("context deadline exceeded"
+			// says nothing); connectors that know the call say more.
+			limit := job.Timeout.D()
+			if limit <= 0 {
+				limit = 5 * time.Minute
+			}
+			msg = fmt.Sprintf("the job's %s timeout elapsed: %s", limit, msg)
+		}
 		return retryOrFail(out.Code, msg, out.Delay)
 	}
 }

@@ -99,6 +99,8 @@ func TestRunInlineOutcomes(t *testing.T) {
 			r := runInline(t, e, "Slow", nil)
 			require.Equal(t, jobs.StatusFailed, r.Status)
 			require.Equal(t, "TIMEOUT", r.ErrorCode)
+			require.Contains(t, r.ErrorMessage, "the job's ", "the timeout is named for any processor")
+			require.Contains(t, r.ErrorMessage, " timeout elapsed: ")
 			require.Len(t, attempts(t, e, r.ID), 2)
 		})
 

@@ -51,6 +51,22 @@ func (r *Registry) CheckConnection(c *definitions.Connection) []definitions.Fiel
 	if ch := r.checker(c.Type); ch != nil {
 		return ch.CheckConnection(c)
 	}
+	return noOperations(c)
+}
+
+// CheckUse runs the checker of c's type; without one, an operation or
+// inputs on the job or step are reported as unknown to that type. Part of
+// definitions.ConnectionChecker.
+func (r *Registry) CheckUse(j *definitions.Job, use definitions.Step, c *definitions.Connection) []definitions.FieldProblem {
+	if ch := r.checker(c.Type); ch != nil {
+		return ch.CheckUse(j, use, c)
+	}
+	return noUse(use, c)
+}
+
+// noOperations reports a preset or operations on a connection whose type
+// has none.
+func noOperations(c *definitions.Connection) []definitions.FieldProblem {
 	var out []definitions.FieldProblem
 	if c.Preset != "" {
 		out = append(out, definitions.FieldProblem{Key: "preset", Message: fmt.Sprintf("connection type %q has no presets", c.Type)})
@@ -61,13 +77,9 @@ func (r *Registry) CheckConnection(c *definitions.Connection) []definitions.Fiel
 	return out
 }
 
-// CheckUse runs the checker of c's type; without one, an operation or
-// inputs on the job or step are reported as unknown to that type. Part of
-// definitions.ConnectionChecker.
-func (r *Registry) CheckUse(j *definitions.Job, use definitions.Step, c *definitions.Connection) []definitions.FieldProblem {
-	if ch := r.checker(c.Type); ch != nil {
-		return ch.CheckUse(j, use, c)
-	}
+// noUse reports an operation or inputs on a job or step whose connection
+// type has none.
+func noUse(use definitions.Step, c *definitions.Connection) []definitions.FieldProblem {
 	var out []definitions.FieldProblem
 	if use.Operation != "" {
 		out = append(out, definitions.FieldProblem{Key: "operation", Message: fmt.Sprintf("connection %s (type %s) has no operations", c.Name, c.Type)})
@@ -104,23 +116,10 @@ func (k knownSettings) CheckConnection(c *definitions.Connection) []definitions.
 				Message: fmt.Sprintf("unknown setting %q%s (%s)", n, definitions.Hint(n, k), known)})
 		}
 	}
-	if c.Preset != "" {
-		out = append(out, definitions.FieldProblem{Key: "preset", Message: fmt.Sprintf("connection type %q has no presets", c.Type)})
-	}
-	if len(c.Operations) > 0 {
-		out = append(out, definitions.FieldProblem{Key: "operations", Message: fmt.Sprintf("connection type %q has no operations", c.Type)})
-	}
-	return out
+	return append(out, noOperations(c)...)
 }
 
 // CheckUse reports an operation or inputs, which such types do not read.
-func (k knownSettings) CheckUse(j *definitions.Job, use definitions.Step, c *definitions.Connection) []definitions.FieldProblem {
-	var out []definitions.FieldProblem
-	if use.Operation != "" {
-		out = append(out, definitions.FieldProblem{Key: "operation", Message: fmt.Sprintf("connection %s (type %s) has no operations", c.Name, c.Type)})
-	}
-	if len(use.Inputs) > 0 {
-		out = append(out, definitions.FieldProblem{Key: "inputs", Message: fmt.Sprintf("connection %s (type %s) has no operation inputs", c.Name, c.Type)})
-	}
-	return out
+func (k knownSettings) CheckUse(_ *definitions.Job, use definitions.Step, c *definitions.Connection) []definitions.FieldProblem {
+	return noUse(use, c)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -111,6 +112,9 @@ func newRedactor(vals []string) *Redactor {
 // With returns a Redactor that also hides values (an access token
 // obtained at run time). r may be nil.
 func (r *Redactor) With(values ...string) *Redactor {
+	if r != nil && !slices.ContainsFunc(values, func(v string) bool { return v != "" && !slices.Contains(r.vals, v) }) {
+		return r // nothing new: no rebuild (With runs once per ERP request)
+	}
 	var vals []string
 	if r != nil {
 		vals = append(vals, r.vals...)

@@ -397,12 +397,8 @@ func (p *base) newERP(run *processors.Run) (*erp, error) {
 	}
 	e := &erp{cfg: cfg, spec: spec, client: cl, secrets: run.Connection.Secrets, red: red, run: run, onResp: p.opts.OnResponse}
 	if spec.auth.kind == AuthOAuth2 || spec.auth.kind == AuthLogin {
-		v := &vars{settings: spec.settings, secrets: run.Connection.Secrets}
-		t := &tmpl{}
-		var pr problems
-		t = tmplEnv{settings: spec.settings}.compile(&pr, "settings.auth.tokenURL", spec.auth.tokenURL, escNone)
-		u, err := t.exec(v)
-		if err != nil || len(pr) > 0 {
+		u, err := spec.tokenURL.exec(&vars{settings: spec.settings, secrets: run.Connection.Secrets})
+		if err != nil {
 			return nil, cfgErr(fmt.Errorf("settings.auth.tokenURL: %v", err))
 		}
 		if strings.HasPrefix(u, "/") {

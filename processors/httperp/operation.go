@@ -34,6 +34,9 @@ type connSpec struct {
 	ops      map[string]*operation
 	// used are the settings the operations and auth refer to.
 	used map[string]bool
+	// tokenURL is auth's compiled token endpoint (oauth2, login); nil
+	// for the other kinds.
+	tokenURL *tmpl
 }
 
 // compileSpec applies the preset and parses auth and operations. secrets
@@ -51,7 +54,7 @@ func compileSpec(presetName string, settings, ops map[string]any, secrets map[st
 	spec.ops = parseOperations(o, s, secretNames(secrets), spec.used, &p)
 	if spec.auth.tokenURL != "" {
 		env := tmplEnv{settings: s, used: spec.used}
-		env.compile(&p, "settings.auth.tokenURL", spec.auth.tokenURL, escNone)
+		spec.tokenURL = env.compile(&p, "settings.auth.tokenURL", spec.auth.tokenURL, escNone)
 	}
 	return spec, p
 }
