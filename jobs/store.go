@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -51,7 +52,8 @@ type Store struct {
 	dsn     *DSN
 
 	instMu sync.Mutex
-	inst   string // installation id, once read
+	inst   string                 // installation id, once read
+	instID atomic.Pointer[string] // the same, read without the lock
 
 	// commitHook replaces Enqueue's commit in tests (a lost answer).
 	commitHook func(tx *gorm.DB) error
@@ -772,6 +774,9 @@ const installationJob, installationKey = "_jobrunner", "installationId"
 // unique across installations that share a platform. Every instance on
 // the same database gets the same id. Errors are the database's.
 func (s *Store) InstallationID(ctx context.Context) (string, error) {
+	if p := s.instID.Load(); p != nil { // every execution asks: no lock once known
+		return *p, nil
+	}
 	s.instMu.Lock()
 	defer s.instMu.Unlock()
 	if s.inst != "" {
@@ -801,6 +806,7 @@ func (s *Store) InstallationID(ctx context.Context) (string, error) {
 		}
 	}
 	s.inst = v
+	s.instID.Store(&v)
 	return v, nil
 }
 
