@@ -372,10 +372,7 @@ func (p *base) newERP(run *processors.Run) (*erp, error) {
 	cfgErr := func(err error) error {
 		return processors.Permanent(CodeConfig, red.s(fmt.Sprintf("connection %s: %v", run.Connection.Name, err)))
 	}
-	settings, _, _, err := effective(run.Connection.Preset, run.Connection.Settings, nil)
-	if err != nil {
-		return nil, cfgErr(err)
-	}
+	// Compiled and parsed once per connection and settings (specCache).
 	spec, probs := p.specs.get(run.Connection, run.Connection.Settings)
 	if len(probs) > 0 {
 		msgs := make([]string, 0, len(probs))
@@ -384,14 +381,11 @@ func (p *base) newERP(run *processors.Run) (*erp, error) {
 		}
 		return nil, cfgErr(errors.New(strings.Join(msgs, "; ")))
 	}
-	cfg, err := parseConfig(settings)
-	if err != nil {
-		return nil, cfgErr(err)
-	}
+	cfg := spec.cfg
 	if err := checkSecrets(spec.auth, run.Connection.Secrets); err != nil {
 		return nil, cfgErr(err)
 	}
-	cl, err := p.clients.get(run.Connection.Name, settings, cfg)
+	cl, err := p.clients.get(run.Connection.Name, spec.settings, cfg)
 	if err != nil {
 		return nil, cfgErr(err)
 	}

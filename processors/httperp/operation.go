@@ -34,6 +34,9 @@ type connSpec struct {
 	ops      map[string]*operation
 	// used are the settings the operations and auth refer to.
 	used map[string]bool
+	// cfg are the parsed settings (set by specCache, at run time, when
+	// ${VAR}s are expanded).
+	cfg *config
 	// tokenURL is auth's compiled token endpoint (oauth2, login); nil
 	// for the other kinds.
 	tokenURL *tmpl
@@ -87,6 +90,12 @@ func (c *specCache) get(conn processors.Connection, settings map[string]any) (*c
 	if len(p) > 0 {
 		return nil, p
 	}
+	cfg, err := parseConfig(s.settings)
+	if err != nil {
+		p.add("settings", "%v", err)
+		return nil, p
+	}
+	s.cfg = cfg
 	if c.specs == nil {
 		c.specs = map[string]*connSpec{}
 	}
