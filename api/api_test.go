@@ -50,7 +50,7 @@ func TestJobsRoutes(t *testing.T) {
 			"default": "customerRequest", "values": []any{"customerRequest", "fraud", "outOfStock", "duplicateOrder"}}, params[1])
 
 		sync := byName["OrderStatusSync"]
-		require.Equal(t, false, sync["preview"])
+		require.Equal(t, true, sync["preview"])
 		sched := sync["schedule"].(map[string]any)
 		require.Equal(t, "*/5 * * * *", sched["cron"])
 		require.Equal(t, "UTC", sched["timezone"])
@@ -155,7 +155,7 @@ func TestTriggerRejects(t *testing.T) {
 			{"parameters not an object", "Noop", `{"parameters":[1]}`, 400, "bad_body", nil},
 			{"idempotency key with space", "Noop", `{"idempotencyKey":"a b"}`, 400, "bad_idempotency_key", []string{"idempotencyKey"}},
 			{"idempotency key too long", "Noop", `{"idempotencyKey":"` + strings.Repeat("k", 201) + `"}`, 400, "bad_idempotency_key", []string{"idempotencyKey"}},
-			{"preview unsupported", "OrderStatusSync", `{"preview":true}`, 400, "preview_unsupported", []string{"preview"}},
+			{"preview unsupported", "Blind", `{"preview":true}`, 400, "preview_unsupported", []string{"preview"}},
 			{"unknown job", "Nope", `{}`, 404, "job_not_found", nil},
 			{"body too large", "OrderCancel", big, 413, "too_large", nil},
 			{"empty idempotency key", "Noop", `{"idempotencyKey":""}`, 400, "bad_idempotency_key", []string{"idempotencyKey"}},

@@ -21,6 +21,7 @@ import (
 	"github.com/jobrunner/jobrunner/erpdemo"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/metrics"
+	"github.com/jobrunner/jobrunner/platformsim"
 	"github.com/jobrunner/jobrunner/processors"
 	"github.com/jobrunner/jobrunner/processors/httperp"
 	"github.com/jobrunner/jobrunner/processors/noop"
@@ -50,6 +51,9 @@ jobs:
       - {name: At, type: datetime}
       - {name: Kind, type: enum, values: [a, b], required: true}
       - {name: Note, type: string, max: 20}
+  - name: Blind
+    connection: local
+    processor: Blind
   - name: Multi
     connection: local
     parameters:
@@ -99,6 +103,9 @@ type env struct {
 	bodies [][]byte // every response body read through do
 }
 
+// ShopCanary is the demo shop's app token: it must never appear anywhere.
+const ShopCanary = "CANARY-shop-token-77c1e9"
+
 func testDefinitions(t testing.TB, reg *processors.Registry) *definitions.Set {
 	t.Helper()
 	set := definitions.Builtin()
@@ -114,9 +121,11 @@ func newEnv(t *testing.T, store *jobs.Store, opts envOptions) *env {
 	t.Helper()
 	e := &env{t: t, store: store, reg: processors.NewRegistry()}
 	noop.Register(e.reg)
+	e.reg.Register("Blind", processors.ProcessorFunc(func(context.Context, *processors.Run) error { return nil }),
+		processors.ForConnectionTypes(noop.ConnectionType), processors.WithDescription("cannot preview"))
 	httperp.Register(e.reg, httperp.Options{
 		Statuses: func() *definitions.OrderStatusMap { return e.defs.OrderStatuses },
-		State:    store,
+		Sync:     store,
 	})
 	e.defs = testDefinitions(t, e.reg)
 	if opts.builtinOnly {
@@ -153,7 +162,10 @@ func newEnv(t *testing.T, store *jobs.Store, opts envOptions) *env {
 		Log:         opts.log,
 	}
 	if opts.work {
-		getenv := map[string]string{"JOBRUNNER_ERP_URL": erpHTTP.URL, "JOBRUNNER_ERP_TOKEN": erpToken}
+		shop := httptest.NewServer(platformsim.NewVTEX("shop-key", ShopCanary))
+		t.Cleanup(shop.Close)
+		getenv := map[string]string{"JOBRUNNER_ERP_URL": erpHTTP.URL, "JOBRUNNER_ERP_TOKEN": erpToken,
+			"JOBRUNNER_SHOP_URL": shop.URL, "JOBRUNNER_SHOP_APP_KEY": "shop-key", "JOBRUNNER_SHOP_APP_TOKEN": ShopCanary}
 		ex := &jobs.Executor{
 			Store:       store,
 			Registry:    e.reg,

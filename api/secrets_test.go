@@ -29,7 +29,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		erpCanary   = "CANARY-erp-token-5b2f0a17"
 		dbCanary    = "CANARYdbpw4e8a93"
 	)
-	canaries := []string{tokenCanary, erpCanary, dbCanary}
+	canaries := []string{tokenCanary, erpCanary, dbCanary, ShopCanary}
 
 	// A MySQL user whose password is the DB canary.
 	dsn := jobstest.DSN(t, "mysql")

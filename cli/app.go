@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/sirupsen/logrus"
@@ -31,6 +32,7 @@ import (
 	"github.com/jobrunner/jobrunner/processors"
 	"github.com/jobrunner/jobrunner/processors/exec"
 	"github.com/jobrunner/jobrunner/processors/noop"
+	"github.com/jobrunner/jobrunner/recordsync"
 )
 
 // Options configure Main.
@@ -73,21 +75,37 @@ type app struct {
 }
 
 // stateProxy lets processors registered before the store is opened reach
-// it (job state such as a sync's high-water mark).
+// it (a sync's mark, done set and pending orders).
 type stateProxy struct{ store *jobs.Store }
 
-func (p *stateProxy) JobState(ctx context.Context, job, name string) (string, bool, error) {
+var errNoStore = errors.New("sync state: no database open")
+
+func (p *stateProxy) SyncMark(ctx context.Context, job string) (time.Time, bool, error) {
 	if p.store == nil {
-		return "", false, errors.New("job state: no database open")
+		return time.Time{}, false, errNoStore
 	}
-	return p.store.JobState(ctx, job, name)
+	return p.store.SyncMark(ctx, job)
 }
 
-func (p *stateProxy) SetJobState(ctx context.Context, job, name, value string) error {
+func (p *stateProxy) SyncDone(ctx context.Context, job string, keys []string) (map[string]bool, error) {
 	if p.store == nil {
-		return errors.New("job state: no database open")
+		return nil, errNoStore
 	}
-	return p.store.SetJobState(ctx, job, name, value)
+	return p.store.SyncDone(ctx, job, keys)
+}
+
+func (p *stateProxy) SyncPending(ctx context.Context, job, after string, limit int) ([]recordsync.Pending, error) {
+	if p.store == nil {
+		return nil, errNoStore
+	}
+	return p.store.SyncPending(ctx, job, after, limit)
+}
+
+func (p *stateProxy) SyncCommit(ctx context.Context, job string, c recordsync.Commit) error {
+	if p.store == nil {
+		return errNoStore
+	}
+	return p.store.SyncCommit(ctx, job, c)
 }
 
 func newApp(opts Options) *app {

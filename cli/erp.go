@@ -1,11 +1,18 @@
 package cli
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/user"
+	"time"
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/erpdemo"
+	"github.com/jobrunner/jobrunner/platformsim"
 	"github.com/jobrunner/jobrunner/processors/httperp"
 )
 
@@ -20,7 +27,7 @@ func registerHTTP(a *app) {
 			}
 			return nil
 		},
-		State: a.state,
+		Sync: a.state,
 		OnResponse: func(conn string, status int) {
 			if m := a.metrics.Load(); m != nil {
 				m.ObserveERPResponse(conn, status)
@@ -29,16 +36,36 @@ func registerHTTP(a *app) {
 	})
 }
 
-// startDemoERP starts the demo ERP on a loopback port and points the
-// built-in erp connection at it (JOBRUNNER_ERP_URL, JOBRUNNER_ERP_TOKEN).
+// startDemoERP starts the demo ERP and a VTEX simulator (the demo shop)
+// on loopback ports and points the built-in erp and shop connections at
+// them (JOBRUNNER_ERP_URL, JOBRUNNER_ERP_TOKEN, JOBRUNNER_SHOP_URL,
+// JOBRUNNER_SHOP_APP_KEY, JOBRUNNER_SHOP_APP_TOKEN).
 func (a *app) startDemoERP() (stop func(), err error) {
 	srv, err := erpdemo.Start("127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	a.env = map[string]string{"JOBRUNNER_ERP_URL": srv.URL(), "JOBRUNNER_ERP_TOKEN": srv.Token()}
-	a.log.WithField("erp_url", srv.URL()).Warn("DEMO ERP: the erp connection points at the built-in sample ERP, not a real one")
-	return func() { _ = srv.Close() }, nil
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("starting the demo shop: %w", err)
+	}
+	key, tok := demoSecret(), demoSecret()
+	shop := &http.Server{Handler: platformsim.NewVTEX(key, tok), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = shop.Serve(ln) }()
+	shopURL := "http://" + ln.Addr().String()
+	a.env = map[string]string{"JOBRUNNER_ERP_URL": srv.URL(), "JOBRUNNER_ERP_TOKEN": srv.Token(),
+		"JOBRUNNER_SHOP_URL": shopURL, "JOBRUNNER_SHOP_APP_KEY": key, "JOBRUNNER_SHOP_APP_TOKEN": tok}
+	a.log.WithField("erp_url", srv.URL()).WithField("shop_url", shopURL).
+		Warn("DEMO ERP and shop: the erp and shop connections point at built-in samples (a sample ERP, a VTEX simulator), not real systems")
+	return func() { _ = srv.Close(); _ = shop.Close() }, nil
+}
+
+// demoSecret returns 16 random hex digits.
+func demoSecret() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // getenv resolves connection settings and secrets: the demo ERP's values

@@ -18,12 +18,17 @@ import (
 func TestPreviewRefusedBeforeAnythingIsStored(t *testing.T) {
 	t.Parallel()
 	db, _ := tempDB(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "jobs.yaml"), []byte("connections:\n  - {name: t, type: blind}\njobs:\n  - {name: Blind, connection: t, processor: Blind}\n"), 0o644))
+	opts := cli.Options{Register: func(r *processors.Registry) {
+		r.Register("Blind", processors.ProcessorFunc(func(context.Context, *processors.Run) error { return nil }), processors.ForConnectionTypes("blind"))
+	}}
 	for _, args := range [][]string{
-		{"run", "OrderStatusSync", "--preview"},
-		{"trigger", "OrderStatusSync", "--preview"},
+		{"run", "Blind", "--preview"},
+		{"trigger", "Blind", "--preview"},
 	} {
-		r := jobrunner(t, append([]string{db}, args...)...)
-		requireOneLineError(t, r, "OrderStatusSync", "does not support preview")
+		r := jobrunnerWith(t, opts, append([]string{db, "--definitions", dir}, args...)...)
+		requireOneLineError(t, r, "Blind", "does not support preview")
 	}
 	r := jobrunner(t, db, "runs", "list", "--json")
 	require.Equal(t, 0, r.code, "%s", r)

@@ -686,12 +686,13 @@ var (
 	connectionKeys = []string{"name", "type", "preset", "settings", "operations", "secrets", "maxConcurrency"}
 	jobKeys        = []string{"name", "description", "type", "connection", "processor", "operation", "inputs", "postProcessor",
 		"parameters", "schedule", "retry", "timeout", "concurrency", "uniqueBy", "maxErrors",
-		"maxWarnings", "steps", "links", "settings", "notify"}
+		"maxWarnings", "steps", "links", "settings", "notify", "push"}
 	parameterKeys   = []string{"name", "type", "prompt", "description", "required", "default", "values", "pattern", "min", "max"}
 	scheduleKeys    = []string{"cron", "timezone", "misfire"}
 	retryKeys       = []string{"maxAttempts", "initial", "max", "multiplier", "jitter", "maxSnoozes"}
 	concurrencyKeys = []string{"overlap", "maxRunning"}
 	stepKeys        = []string{"name", "processor", "operation", "inputs", "connection", "parameters", "onFailure"}
+	pushKeys        = []string{"connection", "processor", "operation", "inputs", "concurrency"}
 	orderStatusKeys = []string{"mappings", "cancellableStatuses"}
 	mappingKeys     = []string{"erpStatus", "commerceStatus", "allowCancellation"}
 )
@@ -832,6 +833,8 @@ func (l *loader) job(n *yaml.Node, path string) (*Job, bool) {
 			j.Settings, good = l.settings(v, fp)
 		case "notify":
 			j.Notify, good = l.notify(k, v, fp)
+		case "push":
+			j.Push, good = l.push(v, fp)
 		}
 		if !good {
 			j.src.markBad(key)
@@ -938,6 +941,37 @@ func (l *loader) step(n *yaml.Node, path string) (Step, bool) {
 		}
 	})
 	return st, ok && !isNull(n)
+}
+
+func (l *loader) push(n *yaml.Node, path string) (*Push, bool) {
+	if isNull(n) {
+		return nil, true
+	}
+	p := &Push{Pos: l.pos(n)}
+	p.src.path = path
+	p.src.set("", p.Pos)
+	ok := l.each(n, path, pushKeys, &p.src, func(key string, k, v *yaml.Node) {
+		p.src.set(key, l.pos(k))
+		fp := join(path, key)
+		good := true
+		switch key {
+		case "connection":
+			p.Connection, good = l.str(v, fp)
+		case "processor":
+			p.Processor, good = l.str(v, fp)
+		case "operation":
+			p.Operation, good = l.str(v, fp)
+		case "inputs":
+			p.Inputs, good = l.strMap(v, fp)
+			l.positions(v, key, &p.src, 0)
+		case "concurrency":
+			p.Concurrency, good = l.int(v, fp)
+		}
+		if !good {
+			p.src.markBad(key)
+		}
+	})
+	return p, ok
 }
 
 func (l *loader) orderStatuses(n *yaml.Node, path string) (*OrderStatusMap, bool) {

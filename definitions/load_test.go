@@ -24,6 +24,7 @@ var fakeProcessors = map[string][]string{
 	"OrderCancel":     {"http"},
 	"OrderAction":     {"http"},
 	"OrderStatusSync": {"http"},
+	"http":            {"http"},
 	"Noop":            {"noop"},
 }
 

@@ -130,6 +130,9 @@ type Job struct {
 	Settings map[string]any
 	// Notify says whom finished runs are reported to; nil: nobody.
 	Notify *Notify
+	// Push is where a record-by-record job (OrderStatusSync) writes each
+	// record; nil: nowhere.
+	Push *Push
 	// Version is a hash of the definition as written; runs record it.
 	Version string
 	Pos     Pos
@@ -221,6 +224,46 @@ type Step struct {
 	Pos        Pos
 
 	src source
+}
+
+// Push is where a record-by-record job (OrderStatusSync) writes each
+// record: a connection and the processor that writes one record there
+// (default [PushDefaultProcessor], which runs Operation), with Inputs
+// binding the operation's inputs to the record's fields ([PushFields]).
+type Push struct {
+	Connection string
+	Processor  string
+	Operation  string
+	Inputs     map[string]string
+	// Concurrency bounds the writes in flight; 0 means the connection's
+	// MaxConcurrency, else 4.
+	Concurrency int
+	Pos         Pos
+
+	src source
+}
+
+// PushDefaultProcessor is the processor of a push that names none.
+const PushDefaultProcessor = "http"
+
+// PushFields are the fields of a record a push writes, the names its
+// inputs bind to: the order number, its commerce status (mapped), its
+// ERP status and the ERP's change time (RFC 3339).
+var PushFields = []string{"OrderNumber", "Status", "ERPStatus", "UpdatedAt"}
+
+// PushRecordJob is the name of the job validation passes to
+// [ConnectionChecker.CheckUse] for a push: its parameters are the
+// [PushFields].
+const PushRecordJob = "(pushed record)"
+
+// RecordJob returns the job a push's inputs are checked against: one
+// string parameter per field of [PushFields].
+func RecordJob() *Job {
+	j := &Job{Name: PushRecordJob}
+	for _, f := range PushFields {
+		j.Parameters = append(j.Parameters, Parameter{Name: f, Type: TypeString})
+	}
+	return j
 }
 
 // Connection is an ERP (or other system) connection.

@@ -404,6 +404,13 @@ func (v *validator) job(j *Job, path string) {
 	if j.PostProcessor != "" {
 		v.procRef(j.src, j.Pos, path, "postProcessor", j.PostProcessor, conn, false)
 	}
+	if j.Push != nil {
+		pp := j.Push.src.path
+		if pp == "" {
+			pp = join(path, "push")
+		}
+		v.push(j, j.Push, pp)
+	}
 	if j.Schedule != nil {
 		sp := j.Schedule.src.path
 		if sp == "" {
@@ -475,6 +482,31 @@ func (v *validator) steps(j *Job, path string, jobConn *Connection) {
 				v.add(st.src.at("onFailure", st.Pos), join(sp, "onFailure"), "unknown onFailure policy %q (want stop or continue)", st.OnFailure)
 			}
 		}
+	}
+}
+
+// push checks a job's push: its connection, its processor (default
+// http) and how it uses the connection, against the record's fields.
+func (v *validator) push(j *Job, p *Push, path string) {
+	if len(j.Steps) > 0 {
+		v.add(j.src.at("push", j.Pos), path, "a job with steps cannot push records; push is for a one-step record-by-record job (OrderStatusSync)")
+		return
+	}
+	conn := v.connRef(p.src, p.Pos, path, "connection", p.Connection, true)
+	proc := p.Processor
+	if proc == "" {
+		proc = PushDefaultProcessor
+	}
+	if !p.src.bad["processor"] {
+		v.procRef(p.src, p.Pos, path, "processor", proc, conn, true)
+	}
+	if v.c != nil && v.c.HasProcessor(proc) {
+		v.use(RecordJob(), Step{Processor: proc, Operation: p.Operation, Inputs: p.Inputs}, p.src, p.Pos, path, conn)
+	}
+	if p.Concurrency < 0 && !p.src.bad["concurrency"] {
+		v.add(p.src.at("concurrency", p.Pos), join(path, "concurrency"), "must be 0 (the connection's maxConcurrency) or more, not %d", p.Concurrency)
+	} else if p.Concurrency > 256 {
+		v.add(p.src.at("concurrency", p.Pos), join(path, "concurrency"), "at most 256 writes in flight, not %d", p.Concurrency)
 	}
 }
 

@@ -7,8 +7,10 @@
 // # API (bearer token required on every request; 401 otherwise)
 //
 //	GET  /orders/{orderNumber}           200 {"orderNumber","status","updatedAt"}; 404 {"code","message"}
-//	GET  /orders?updatedSince=RFC3339    200 {"orders":[…]} updated at or after updatedSince
-//	                                     (inclusive; all orders without it), oldest first
+//	GET  /orders?updatedSince=RFC3339    200 {"orders":[…],"total":N} updated at or after updatedSince
+//	     [&limit=N][&after=TOKEN]        (inclusive; all orders without it), oldest first (ties by
+//	                                     order number); with limit (1..1000) at most N per page and
+//	                                     "next": a TOKEN for the following page while more remain
 //	POST /orders/{orderNumber}/{op}      op: cancel, validateOrder, validatePaymentAuthorization,
 //	                                     invalidateOrder; body {"reason"} (optional)
 //
@@ -49,6 +51,7 @@ package erpdemo
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -335,7 +338,37 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
 		}
 		return out[i].OrderNumber < out[j].OrderNumber
 	})
-	writeJSON(w, http.StatusOK, map[string]any{"orders": out})
+	total := len(out)
+	q := r.URL.Query()
+	if a := q.Get("after"); a != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(a)
+		ts, num, ok := strings.Cut(string(raw), "|")
+		at, terr := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || !ok || terr != nil {
+			writeJSON(w, http.StatusBadRequest, errBody("INVALID_PARAMETER", "after is not a page token of this listing"))
+			return
+		}
+		i := sort.Search(len(out), func(i int) bool {
+			o := out[i]
+			return o.UpdatedAt.After(at) || (o.UpdatedAt.Equal(at) && o.OrderNumber > num)
+		})
+		out = out[i:]
+	}
+	body := map[string]any{"total": total}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeJSON(w, http.StatusBadRequest, errBody("INVALID_PARAMETER", "limit must be 1 to 1000"))
+			return
+		}
+		if len(out) > n {
+			out = out[:n]
+			last := out[n-1]
+			body["next"] = base64.RawURLEncoding.EncodeToString([]byte(last.UpdatedAt.UTC().Format(time.RFC3339Nano) + "|" + last.OrderNumber))
+		}
+	}
+	body["orders"] = out
+	writeJSON(w, http.StatusOK, body)
 }
 
 var ops = []string{"cancel", "validateOrder", "validatePaymentAuthorization", "invalidateOrder"}

@@ -133,6 +133,15 @@ type stepPlan struct {
 	def  definitions.Step
 	proc processors.Processor
 	conn *definitions.Connection
+	push *pushPlan // the job's push (one-step jobs only)
+}
+
+// pushPlan is a job's push as the executor resolves it.
+type pushPlan struct {
+	def  *definitions.Push
+	name string
+	proc processors.Processor
+	conn *definitions.Connection
 }
 
 // plan resolves every step of job (a one-step job has one, unnamed).
@@ -158,6 +167,22 @@ func (e *Executor) planIn(defs *definitions.Set, job *definitions.Job, preview b
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		out[i] = stepPlan{def: st, proc: p, conn: conn}
+	}
+	if job.Push != nil && len(out) == 1 {
+		pp := &pushPlan{def: job.Push, name: job.Push.Processor}
+		if pp.name == "" {
+			pp.name = definitions.PushDefaultProcessor
+		}
+		conn, ok := defs.Connection(job.Push.Connection)
+		if !ok {
+			return nil, fmt.Errorf("job %s: push: connection %q is not defined", job.Name, job.Push.Connection)
+		}
+		p, err := e.Registry.Resolve(pp.name, conn.Type, false) // a preview pushes nothing
+		if err != nil {
+			return nil, fmt.Errorf("job %s: push: %w", job.Name, err)
+		}
+		pp.proc, pp.conn = p, conn
+		out[0].push = pp
 	}
 	if job.PostProcessor != "" {
 		last := out[len(out)-1].conn
@@ -237,6 +262,30 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 		}
 		for k, v := range sec {
 			all[sp.conn.Name+"\x00"+k] = v
+		}
+	}
+	if pp := plan[0].push; pp != nil {
+		if _, done := secrets[pp.conn.Name]; !done {
+			sec, err := pp.conn.ResolveSecrets(e.getenv)
+			if err != nil {
+				err = fmt.Errorf("push connection: %w", err)
+				if e.ReleaseOnShutdown {
+					msg := "this instance cannot run it (" + err.Error() + "): released, no attempt used, for an instance that has the secret"
+					lg.Warn(msg)
+					return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(secretRetry),
+						ErrorCode: "SECRET_MISSING", ErrorMessage: msg, Logs: lg.take(true)}
+				}
+				return e.withLinks(job, run, params, fail("SECRET_MISSING", err.Error()), lg)
+			}
+			secrets[pp.conn.Name] = sec
+			merged := map[string]string{}
+			for k, v := range all {
+				merged["job\x00"+k] = v
+			}
+			for k, v := range sec {
+				merged[pp.conn.Name+"\x00push\x00"+k] = v
+			}
+			all = merged
 		}
 	}
 	lg.red = newRedactor(all)
@@ -331,8 +380,20 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 			Inputs:         sp.def.Inputs,
 			Preview:        run.Preview,
 			IdempotencyKey: "jobrunner-" + inst + "-run-" + strconv.FormatInt(run.ID, 10),
+			InstallationID: inst,
 			Log:            lg,
 			Guard:          hb.guard,
+		}
+		if pp := sp.push; pp != nil {
+			conc := pp.def.Concurrency
+			if conc <= 0 {
+				conc = pp.conn.MaxConcurrency
+			}
+			pr.Push = &processors.Target{
+				Connection: processors.Connection{Name: pp.conn.Name, Type: pp.conn.Type, Settings: pp.conn.ExpandedSettings(e.getenv),
+					Secrets: secrets[pp.conn.Name], Preset: pp.conn.Preset, Operations: pp.conn.Operations},
+				Processor: pp.proc, ProcessorName: pp.name, Operation: pp.def.Operation, Inputs: pp.def.Inputs, Concurrency: conc,
+			}
 		}
 		if multi {
 			pr.Step, pr.StepIndex, pr.StepParams = sp.def.Name, i, sp.def.Parameters
@@ -838,6 +899,12 @@ func (e *Executor) Unrunnable(set *definitions.Set) map[string]string {
 			if _, err := sp.conn.ResolveSecrets(e.getenv); err != nil {
 				out[j.Name] = err.Error()
 				break
+			}
+			if sp.push != nil {
+				if _, err := sp.push.conn.ResolveSecrets(e.getenv); err != nil {
+					out[j.Name] = "push connection: " + err.Error()
+					break
+				}
 			}
 		}
 	}

@@ -73,7 +73,8 @@ func (o *Oracle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, map[string]any{"errorCode": "100001", "message": "The op property is required", "status": "400"})
 			return
 		}
-		if code, ok := strings.CutPrefix(id, "err-"); ok {
+		if rest, ok := strings.CutPrefix(id, "err-"); ok {
+			code, _, _ := strings.Cut(rest, "-")
 			msg, known := OracleMessages[code]
 			if !known {
 				msg = "unknown simulated code " + code
@@ -88,6 +89,7 @@ func (o *Oracle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, status, map[string]any{"errorCode": code, "message": msg, "status": fmt.Sprint(status)})
 			return
 		}
+		o.apply(id, r)
 		verb := map[string]string{"cancel": "cancelled", "validateOrder": "validated", "invalidateOrder": "invalidated"}[body.Op]
 		if verb == "" {
 			verb = "processed (" + body.Op + ")"

@@ -5,12 +5,13 @@
 // platform would check, and counts what it received.
 //
 // What an order answers is chosen by its id, so a test (or a person with
-// curl) needs no set-up:
+// curl) needs no set-up. Each simulator counts the changes it applied
+// per order (Applied), once per Idempotency-Key.
 //
 //	Oracle Commerce  id "err-CODE" (e.g. err-200101) → that error code;
 //	                 anything else → success
-//	VTEX             marketplaceOrderId "err-CODE" (e.g. err-EOI011) → that code;
-//	                 "wait-N" → EOI011 N times, then SOI003
+//	VTEX             marketplaceOrderId "err-CODE[-…]" (e.g. err-EOI011) → that code;
+//	                 "wait-N[-…]" → EOI011 N times, then SOI003
 //	Salesforce B2C   orderNo "som-…" → StatusTransitionNotPossibleException,
 //	                 "illegal-…" → IllegalOrderIntegrationStateException,
 //	                 "missing-…" → 404 OrderNotFoundException
@@ -46,6 +47,68 @@ type recorder struct {
 	tokens   map[string]bool // valid access tokens
 	tokenTTL time.Duration
 	tokenOff bool // token endpoint answers 503
+
+	lean    bool           // keep no requests, only counts
+	applied map[string]int // subject → changes applied
+	keys    map[string]bool
+	replays int
+}
+
+// Lean makes the simulator keep no request (only counts), for long runs:
+// Requests then returns nothing.
+func (r *recorder) Lean() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lean = true
+	r.reqs = nil
+}
+
+// apply records that a change to subject was applied, once per
+// Idempotency-Key: it reports false for a key already applied (a replay,
+// which the platform answers again without applying it twice).
+func (r *recorder) apply(subject string, req *http.Request) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.applied == nil {
+		r.applied = map[string]int{}
+		r.keys = map[string]bool{}
+	}
+	if k := req.Header.Get("Idempotency-Key"); k != "" {
+		if r.keys[k] {
+			r.replays++
+			return false
+		}
+		r.keys[k] = true
+	}
+	r.applied[subject]++
+	return true
+}
+
+// Applied returns how many changes were applied to subject (repeats of an
+// Idempotency-Key not counted).
+func (r *recorder) Applied(subject string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied[subject]
+}
+
+// AppliedAll returns the changes applied per subject.
+func (r *recorder) AppliedAll() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.applied))
+	for k, v := range r.applied {
+		out[k] = v
+	}
+	return out
+}
+
+// Replays returns how many requests repeated an Idempotency-Key already
+// applied.
+func (r *recorder) Replays() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.replays
 }
 
 func (r *recorder) record(req *http.Request) Request {
@@ -53,7 +116,9 @@ func (r *recorder) record(req *http.Request) Request {
 	rq := Request{Method: req.Method, Path: req.URL.Path, Header: req.Header.Clone(), Body: string(b)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.reqs = append(r.reqs, rq)
+	if !r.lean {
+		r.reqs = append(r.reqs, rq)
+	}
 	if r.byPath == nil {
 		r.byPath = map[string]int{}
 	}

@@ -70,6 +70,7 @@ func (s *Salesforce) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(orderNo, "missing-"):
 		fault(w, http.StatusNotFound, "OrderNotFoundException", "No order with number '"+orderNo+"' was found.")
 	default:
+		s.apply(orderNo, r)
 		w.WriteHeader(http.StatusNoContent)
 	}
 }

@@ -26,8 +26,9 @@ type VTEX struct {
 	recorder
 	AppKey, AppToken string
 
-	mu    sync.Mutex
-	waits map[string]int // marketplaceOrderId → EOI011 answers given
+	mu     sync.Mutex
+	waits  map[string]int    // marketplaceOrderId → EOI011 answers given
+	status map[string]string // marketplaceOrderId → status applied
 }
 
 // NewVTEX returns a simulator that accepts appKey and appToken.
@@ -66,11 +67,13 @@ func (v *VTEX) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"success": strings.HasPrefix(code, "S"), "operationId": nil, "errors": nil, "fields": nil, "message": VTEXMessages[code],
 		})
 	}
-	if code, ok := strings.CutPrefix(id, "err-"); ok {
+	if rest, ok := strings.CutPrefix(id, "err-"); ok {
+		code, _, _ := strings.Cut(rest, "-")
 		answer(http.StatusBadRequest, code)
 		return
 	}
-	if n, ok := strings.CutPrefix(id, "wait-"); ok {
+	if rest, ok := strings.CutPrefix(id, "wait-"); ok {
+		n, _, _ := strings.Cut(rest, "-")
 		limit, _ := strconv.Atoi(n)
 		v.mu.Lock()
 		if v.waits == nil {
@@ -86,5 +89,20 @@ func (v *VTEX) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if v.apply(id, r) {
+		v.mu.Lock()
+		if v.status == nil {
+			v.status = map[string]string{}
+		}
+		v.status[id] = body.MarketplaceOrderStatus
+		v.mu.Unlock()
+	}
 	answer(http.StatusOK, "SOI003")
+}
+
+// Status returns the status last applied to an order ("" for none).
+func (v *VTEX) Status(id string) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.status[id]
 }

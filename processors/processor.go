@@ -54,6 +54,21 @@ type Connection struct {
 	Operations map[string]any
 }
 
+// Target is a connection a processor writes records to (a job's push:):
+// the connection with its secrets, the processor that writes one record,
+// and the operation and input bindings that processor runs.
+type Target struct {
+	Connection Connection
+	// Processor writes one record; ProcessorName is its registered name.
+	Processor     Processor
+	ProcessorName string
+	Operation     string
+	Inputs        map[string]string
+	// Concurrency bounds the writes in flight (push.concurrency, else the
+	// connection's maxConcurrency); 0: the caller's default.
+	Concurrency int
+}
+
 // Logger writes the run's log lines: each line is stored with the run, its
 // attempt and step, and shown by `jobrunner runs logs`. kv are alternating
 // key, value pairs stored as the line's fields. Known secret values are
@@ -113,6 +128,12 @@ type Run struct {
 	IdempotencyKey string
 	// Log writes the run's log lines.
 	Log Logger
+	// Push is where the job writes its records (definitions.Job.Push),
+	// resolved for this run; nil when the job has none.
+	Push *Target
+	// InstallationID names this installation (its database); idempotency
+	// keys a processor derives itself should include it.
+	InstallationID string
 
 	// Guard is set by the runner: see [Run.BeforeSideEffect].
 	Guard func(ctx context.Context) error

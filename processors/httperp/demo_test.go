@@ -10,6 +10,7 @@ import (
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/erpdemo"
+	"github.com/jobrunner/jobrunner/platformsim"
 	"github.com/jobrunner/jobrunner/processors"
 )
 
@@ -138,14 +139,21 @@ func TestDemoScenarios(t *testing.T) {
 	run.Connection.Secrets = map[string]string{"token": "wrong"}
 	require.Equal(t, "ERP_UNAUTHORIZED", processors.Classify(e.process(NameOrderCancel, run)).Code)
 
-	// Sync against the demo: every seeded order is mapped.
-	state := &fakeState{}
-	se := newEnv(t, Options{State: state})
+	// Sync against the demo, pushing to a VTEX simulator: every seeded
+	// order is mapped and pushed.
+	se := newEnv(t, Options{})
+	shop := platformsim.NewVTEX("key", "shop-secret")
+	ss := httptest.NewServer(shop)
+	t.Cleanup(ss.Close)
 	run = se.run(url, definitions.Values{}, nil)
+	run.Job = syncJob("DemoSync", -1)
+	run.Push = vtexTarget(t, se, ss.URL)
 	require.NoError(t, se.process(NameOrderStatusSync, run))
-	res := run.Result().(SyncResult)
+	res := run.Result().(*SyncResult)
 	require.Equal(t, 8, res.Read)
 	require.Equal(t, 0, res.Unmapped, se.log.text())
+	require.Equal(t, 8, res.Changed)
+	require.Equal(t, "Shipped", shop.Status("WEB000126"))
 }
 
 func TestConcurrentRuns(t *testing.T) {
@@ -206,6 +214,21 @@ func TestBuiltinDefinitions(t *testing.T) {
 		run := &processors.Run{
 			Job: job, Attempt: 1, MaxAttempts: job.Retry.MaxAttempts, Params: params, Log: e.log, IdempotencyKey: "run-" + tc.order,
 			Connection: processors.Connection{Name: conn.Name, Type: conn.Type, Settings: conn.ExpandedSettings(getenv), Secrets: secrets},
+		}
+		if job.Push != nil { // the built-in shop connection, at a VTEX simulator
+			shop, ok := set.Connection(job.Push.Connection)
+			require.True(t, ok)
+			sim := platformsim.NewVTEX("k", "t")
+			ss := httptest.NewServer(sim)
+			t.Cleanup(ss.Close)
+			env["JOBRUNNER_SHOP_URL"], env["JOBRUNNER_SHOP_APP_KEY"], env["JOBRUNNER_SHOP_APP_TOKEN"] = ss.URL, "k", "t"
+			sec, err := shop.ResolveSecrets(getenv)
+			require.NoError(t, err)
+			p, err := e.reg.Resolve(NameHTTP, ConnectionType, false)
+			require.NoError(t, err)
+			run.Push = &processors.Target{Connection: processors.Connection{Name: shop.Name, Type: shop.Type, Preset: shop.Preset, Settings: shop.ExpandedSettings(getenv), Secrets: sec},
+				Processor: p, ProcessorName: NameHTTP, Operation: job.Push.Operation, Inputs: job.Push.Inputs}
+			defer func() { require.Equal(t, "Cancelled", sim.Status("WEB000128")) }()
 		}
 		err := e.process(job.Processor, run)
 		if tc.code == "" {

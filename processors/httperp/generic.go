@@ -174,6 +174,9 @@ func (checker) CheckUse(j *definitions.Job, use definitions.Step, c *definitions
 				out.add("processor", "processor %s calls operation %s, which connection %s does not have%s (it is in preset %s)", use.Processor, need, c.Name, opsHint(spec), PresetReferenceERP)
 			}
 		}
+		if use.Processor == NameOrderStatusSync && j.Name != definitions.PushRecordJob {
+			out = append(out, checkSyncJob(j)...)
+		}
 		return out
 	}
 	if use.Operation == "" {
@@ -196,6 +199,10 @@ func (checker) CheckUse(j *definitions.Job, use definitions.Step, c *definitions
 			continue
 		}
 		if j.Param(param) == nil {
+			if j.Name == definitions.PushRecordJob {
+				out.add("inputs."+in, "a pushed record has no field %q to bind input %s to%s (fields: %s)", param, in, definitions.Hint(param, definitions.PushFields), strings.Join(definitions.PushFields, ", "))
+				continue
+			}
 			out.add("inputs."+in, "job %s has no parameter %q to bind input %s to", j.Name, param, in)
 		}
 	}
@@ -204,10 +211,28 @@ func (checker) CheckUse(j *definitions.Job, use definitions.Step, c *definitions
 			continue
 		}
 		if j.Param(in) == nil && op.inputs[in] {
+			if j.Name == definitions.PushRecordJob {
+				out.add("operation", "operation %s needs input %s, which no field of a pushed record provides: map one (inputs: {%s: FIELD}, fields: %s)", op.name, in, in, strings.Join(definitions.PushFields, ", "))
+				continue
+			}
 			out.add("operation", "operation %s needs input %s, which no parameter provides: add parameter %s or map one (inputs: {%s: PARAMETER})", op.name, in, in, in)
 		}
 	}
 	return out
+}
+
+// checkSyncJob checks what OrderStatusSync needs of its job: a push, one
+// run at a time, and valid settings.
+func checkSyncJob(j *definitions.Job) problems {
+	var out problems
+	if j.Push == nil {
+		out.add("push", "processor %s writes each changed order to the commerce platform: add push: {connection: SHOP, operation: updateOrderStatus, inputs: {ORDER_INPUT: OrderNumber, STATUS_INPUT: Status}}", NameOrderStatusSync)
+	}
+	if j.Concurrency.Overlap == definitions.OverlapAllow || (j.Concurrency.Overlap == "" && j.Schedule == nil) {
+		out.add("concurrency.overlap", "processor %s keeps one mark per job: two runs at once would push the same orders; set concurrency.overlap to forbid or queue", NameOrderStatusSync)
+	}
+	_, p := parseSyncSettings(j.Settings)
+	return append(out, p...)
 }
 
 func sortedBoolKeys(m map[string]bool) []string {

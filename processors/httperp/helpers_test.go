@@ -68,38 +68,6 @@ func statusMap() *definitions.OrderStatusMap {
 	}
 }
 
-// fakeState is an in-memory State that can be made to fail.
-type fakeState struct {
-	mu   sync.Mutex
-	m    map[string]string
-	sets int
-}
-
-func (s *fakeState) JobState(_ context.Context, job, name string) (string, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[job+"/"+name]
-	return v, ok, nil
-}
-
-func (s *fakeState) SetJobState(_ context.Context, job, name, value string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string]string{}
-	}
-	s.m[job+"/"+name] = value
-	s.sets++
-	return nil
-}
-
-func (s *fakeState) get(job string) string {
-	v, _, _ := s.JobState(context.Background(), job, StateKeyHighWaterMark)
-	return v
-}
-
-var _ State = (*fakeState)(nil)
-
 // env is one test's registry and log.
 type env struct {
 	t   *testing.T

@@ -10,6 +10,10 @@
 //   - OrderCancel, OrderAction and OrderStatusSync speak the "Reference ERP
 //     REST contract" of DESIGN.md through the reference-erp preset's
 //     operations (getOrder, orderAction, listOrders): one code path.
+//     OrderStatusSync pushes each changed order to the commerce platform
+//     through the job's push (any operation of any http connection, or a
+//     processor of another connection type), record by record (package
+//     recordsync).
 //
 // Presets (presets/*.yaml, embedded): reference-erp (the default of a
 // connection without preset), oracle-commerce (handleOrderActions), vtex
@@ -91,12 +95,12 @@
 package httperp
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/processors"
+	"github.com/jobrunner/jobrunner/recordsync"
 )
 
 // ConnectionType is the connection type the processors of this package
@@ -118,14 +122,6 @@ const StateKeyHighWaterMark = "highWaterMark"
 // no Since parameter) reads.
 const DefaultSyncLookback = 24 * time.Hour
 
-// State stores per-job values between runs. *jobs.Store implements it.
-type State interface {
-	// JobState returns the value of name for job, and false when unset.
-	JobState(ctx context.Context, job, name string) (string, bool, error)
-	// SetJobState stores the value of name for job.
-	SetJobState(ctx context.Context, job, name, value string) error
-}
-
 // Options configure the processors of [Register].
 type Options struct {
 	// Statuses returns the current ERP → commerce order status mapping
@@ -134,9 +130,10 @@ type Options struct {
 	// OrderCancel then fails permanently with ERP_CONFIG and OrderStatusSync
 	// counts every order as unmapped.
 	Statuses func() *definitions.OrderStatusMap
-	// State keeps OrderStatusSync's high-water mark. Nil: an in-memory
-	// state private to this registration (lost on restart).
-	State State
+	// Sync keeps OrderStatusSync's mark, done set and pending orders
+	// (*jobs.Store implements it). Nil: an in-memory store private to
+	// this registration (lost on restart).
+	Sync recordsync.Store
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// OnResponse, when set, is told each ERP answer's status by connection
@@ -175,16 +172,16 @@ func (b *base) now() time.Time {
 // [processors.Registry.Register], when a name is already registered for
 // "http".
 func Register(r *processors.Registry, opts Options) {
-	if opts.State == nil {
-		opts.State = &memState{}
+	if opts.Sync == nil {
+		opts.Sync = &recordsync.MemStore{}
 	}
 	b := &base{opts: opts, clients: &clientCache{}, specs: &specCache{}, tokens: &tokenCache{}}
 	r.Register(NameOrderCancel, &orderCancel{b}, processors.ForConnectionTypes(ConnectionType), processors.WithPreview(),
 		processors.WithDescription("Cancels an order in the ERP when its mapped status allows it"))
 	r.Register(NameOrderAction, &orderAction{b}, processors.ForConnectionTypes(ConnectionType), processors.WithPreview(),
 		processors.WithDescription("Runs one order operation in the ERP (op: cancel, validateOrder, validatePaymentAuthorization, invalidateOrder)"))
-	r.Register(NameOrderStatusSync, &orderStatusSync{b}, processors.ForConnectionTypes(ConnectionType),
-		processors.WithDescription("Reads orders updated in the ERP since the last successful sync and maps their statuses"))
+	r.Register(NameOrderStatusSync, &orderStatusSync{b}, processors.ForConnectionTypes(ConnectionType), processors.WithPreview(),
+		processors.WithDescription("Pushes the statuses of orders changed in the ERP to the commerce platform (push:), record by record, resuming where it stopped"))
 	r.Register(NameHTTP, &generic{b}, processors.ForConnectionTypes(ConnectionType), processors.WithPreview(),
 		processors.WithDescription("Runs the job's connection operation (operation: NAME), inputs bound from its parameters"))
 	r.SetChecker(ConnectionType, checker{})
