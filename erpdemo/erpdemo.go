@@ -239,6 +239,18 @@ func (s *Server) Put(o Order) {
 	s.orders[o.OrderNumber] = &o
 }
 
+// OrderNumbers returns the number of every order, sorted.
+func (s *Server) OrderNumbers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.orders))
+	for n := range s.orders {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Get returns a copy of an order and whether it exists.
 func (s *Server) Get(orderNumber string) (Order, bool) {
 	s.mu.Lock()

@@ -726,7 +726,7 @@ read:
 	close(kick)
 	<-committerDone
 	// The final flush: written even when ctx is done, if the guard allows.
-	if err := e.advanceAndFlushFinal(&order, window); err != nil && commitErr == nil {
+	if err := e.advanceAndFlushFinal(&order); err != nil && commitErr == nil {
 		commitErr = err
 	}
 	if readErr != nil {
@@ -752,14 +752,14 @@ func (e *engine) resolve(s *slot, out Outcome, n int) {
 	switch out.Verdict {
 	case Pushed:
 		e.sum.Pushed++
-		e.batch.Done = append(e.batch.Done, s.c)
+		e.batch.Done = append(e.batch.Done, doneOf(s.c))
 	case Refused:
 		e.sum.Refused++
 		e.errs++
-		e.batch.Done = append(e.batch.Done, s.c)
+		e.batch.Done = append(e.batch.Done, doneOf(s.c))
 	case Skipped:
 		e.sum.Skipped++
-		e.batch.Done = append(e.batch.Done, s.c)
+		e.batch.Done = append(e.batch.Done, doneOf(s.c))
 	case Carried:
 		e.sum.Carried++
 		e.batch.Park = append(e.batch.Park, Pending{Change: s.c, Attempts: n, Code: out.Code, Message: out.Message, First: time.Now().UTC()})
@@ -780,18 +780,19 @@ func (e *engine) resolve(s *slot, out Outcome, n int) {
 	e.checkErrors()
 }
 
+// doneOf is what a done change needs to keep: its key and time.
+func doneOf(c Change) Change { return Change{Key: c.Key, Subject: c.Subject, Time: c.Time} }
+
 // advance moves the mark over the resolved prefix of order and frees
-// their window slots. It must be called with e.mu held.
-func (e *engine) advance(order *[]*slot, window chan struct{}) {
+// returns how many window slots they free once committed. It must be
+// called with e.mu held.
+func (e *engine) advance(order *[]*slot) int {
 	i := 0
 	for i < len(*order) && (*order)[i].resolved {
 		if t := (*order)[i].c.Time; !t.IsZero() && t.After(e.candidate) {
 			e.candidate = t
 		}
 		i++
-	}
-	for range i {
-		<-window
 	}
 	*order = (*order)[i:]
 	// The candidate becomes the mark once a later record was read (or the
@@ -807,21 +808,29 @@ func (e *engine) advance(order *[]*slot, window chan struct{}) {
 		e.mark = e.candidate
 		e.batch.Mark = e.candidate
 	}
+	return i
 }
 
+// advanceAndFlush commits the resolved prefix; its window slots are
+// freed only once it is written, so that records resolved but not yet
+// committed stay bounded by the window too.
 func (e *engine) advanceAndFlush(order *[]*slot, window chan struct{}) error {
 	e.mu.Lock()
-	e.advance(order, window)
+	n := e.advance(order)
 	e.mu.Unlock()
-	return e.flush()
+	err := e.flush()
+	for range n {
+		<-window
+	}
+	return err
 }
 
 // advanceAndFlushFinal is the last commit of a run: it is written even
 // when the run's context is done (what was pushed must be remembered),
 // within a short timeout, unless the guard refuses.
-func (e *engine) advanceAndFlushFinal(order *[]*slot, window chan struct{}) error {
+func (e *engine) advanceAndFlushFinal(order *[]*slot) error {
 	e.mu.Lock()
-	e.advance(order, window)
+	e.advance(order)
 	e.mu.Unlock()
 	return e.flushWith(context.WithoutCancel(e.ctx))
 }
