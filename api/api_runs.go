@@ -265,7 +265,7 @@ func runFilter(q url.Values) (jobs.Filter, error) {
 			f.Status = jobs.Status(v)
 		case key == "trigger":
 			switch t := jobs.Trigger(v); t {
-			case "", jobs.TriggerManual, jobs.TriggerAPI, jobs.TriggerSchedule, jobs.TriggerRetry, jobs.TriggerLink:
+			case "", jobs.TriggerManual, jobs.TriggerAPI, jobs.TriggerSchedule, jobs.TriggerRetry, jobs.TriggerLink, jobs.TriggerHook:
 				f.Trigger = t
 			default:
 				fields[key] = fmt.Sprintf("unknown trigger %q", v)

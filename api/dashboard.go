@@ -49,6 +49,7 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /runs", s.page(RoleViewer, s.runsPage))
 	mux.Handle("POST /runs/bulk-retry", s.page(RoleOperator, s.runsBulkRetry))
 	mux.Handle("GET /runs/{id}", s.page(RoleViewer, s.runPage))
+	mux.Handle("GET /hooks", s.page(RoleViewer, s.hooksPage))
 	mux.Handle("GET /runs/{id}/logs", s.page(RoleViewer, s.logsPage))
 	mux.Handle("GET /runs/{id}/live", s.page(RoleViewer, s.runLive))
 	mux.Handle("POST /runs/{id}/cancel", s.page(RoleOperator, s.runCancelSubmit))
@@ -119,7 +120,7 @@ func fmtDuration(d time.Duration) string {
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
 
-var pageNames = []string{"login", "jobs", "runs", "run", "logs", "error"}
+var pageNames = []string{"login", "jobs", "runs", "run", "logs", "error", "hooks"}
 
 func parsePages() (map[string]*template.Template, error) {
 	out := map[string]*template.Template{}
@@ -493,6 +494,14 @@ func (s *Server) jobsPageData(ctx context.Context, sess *session, failed *runFor
 	}
 	d.Data = data
 	return d
+}
+
+// hooksPage lists the inbound hooks with this instance's counts and last
+// calls.
+func (s *Server) hooksPage(w http.ResponseWriter, r *http.Request, sess *session) error {
+	d := pageData{Title: "Hooks", Active: "hooks", Who: &sess.who, CSRF: sess.csrf, Data: s.hookViews()}
+	s.render(w, http.StatusOK, "hooks", d)
+	return nil
 }
 
 func (s *Server) jobsPage(w http.ResponseWriter, r *http.Request, sess *session) error {

@@ -103,6 +103,9 @@ type env struct {
 	bodies [][]byte // every response body read through do
 }
 
+// HookSecret is the secret of the built-in hooks in these tests.
+const HookSecret = "CANARY-hook-secret-3f9a"
+
 // ShopCanary is the demo shop's app token: it must never appear anywhere.
 const ShopCanary = "CANARY-shop-token-77c1e9"
 
@@ -160,6 +163,9 @@ func newEnv(t *testing.T, store *jobs.Store, opts envOptions) *env {
 		Reload:      opts.reload,
 		Ready:       opts.ready,
 		Log:         opts.log,
+		Getenv: func(k string) string {
+			return map[string]string{"JOBRUNNER_HOOK_SECRET": HookSecret, "JOBRUNNER_VTEX_HOOK_TOKEN": HookSecret}[k]
+		},
 	}
 	if opts.work {
 		shop := httptest.NewServer(platformsim.NewVTEX("shop-key", ShopCanary))

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/hooks"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/metrics"
 	"github.com/jobrunner/jobrunner/processors"
@@ -76,6 +77,11 @@ type Config struct {
 	Reload func(ctx context.Context) error
 	// Now returns the current time; nil means time.Now (tests).
 	Now func() time.Time
+	// Getenv reads the environment variables that hold hook secrets; nil
+	// reads none (every hook then answers 503).
+	Getenv func(string) string
+	// HookStats counts hook calls; nil: the server's own.
+	HookStats *hooks.Stats
 }
 
 // Server serves the HTTP API, the dashboard, /metrics, /healthz, /readyz
@@ -90,6 +96,8 @@ type Server struct {
 	discard  *logrus.Logger
 	// outage says a database outage once, then counts (see package streak).
 	outage *streak.Logger
+	// ownHookStats counts hook calls when Config.HookStats is nil.
+	ownHookStats *hooks.Stats
 }
 
 // route is one non-dashboard route: the table the mux is built from and
@@ -114,7 +122,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, sessions: newSessionStore(), discard: logrus.New()}
+	s := &Server{cfg: cfg, sessions: newSessionStore(), discard: logrus.New(), ownHookStats: &hooks.Stats{}}
 	s.discard.SetOutput(io.Discard)
 	s.outage = streak.New(s.log(), "api: database access", logrus.WarnLevel, 0)
 	pages, err := parsePages()
@@ -134,6 +142,8 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodPost, "/api/v1/runs/bulk-retry", RoleOperator, s.bulkRetry},
 		{http.MethodPost, "/api/v1/runs/bulk-cancel", RoleOperator, s.bulkCancel},
 		{http.MethodPost, "/api/v1/admin/reload", RoleAdmin, s.reload},
+		{http.MethodGet, "/api/v1/hooks", RoleViewer, s.listHooks},
+		{http.MethodPost, "/hooks/{name}", 0, s.hookCall},
 		{http.MethodGet, "/healthz", 0, s.healthz},
 		{http.MethodGet, "/readyz", 0, s.readyz},
 		{http.MethodGet, "/metrics", RoleViewer, s.metrics},

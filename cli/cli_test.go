@@ -195,7 +195,7 @@ func TestDefinitionsValidate(t *testing.T) {
 	t.Parallel()
 	r := jobrunner(t, "definitions", "validate")
 	require.Equal(t, 0, r.code, "%s", r)
-	require.Contains(t, r.stdout, "built-in examples: 4 jobs, 3 connections: OK")
+	require.Contains(t, r.stdout, "built-in examples: 4 jobs, 3 connections, 2 hooks: OK")
 
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "jobs.yaml"), []byte(`connections:

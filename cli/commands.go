@@ -223,7 +223,11 @@ func (a *app) definitionsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "%s: %d jobs, %d connections: OK\n", where, len(set.Jobs), len(set.Connections))
+			hooks := ""
+			if len(set.Hooks) > 0 {
+				hooks = fmt.Sprintf(", %d hooks", len(set.Hooks))
+			}
+			fmt.Fprintf(a.stdout, "%s: %d jobs, %d connections%s: OK\n", where, len(set.Jobs), len(set.Connections), hooks)
 			return nil
 		},
 	}

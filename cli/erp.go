@@ -55,11 +55,16 @@ func (a *app) startDemoERP() (stop func(), err error) {
 	go func() { _ = shop.Serve(ln) }()
 	shopURL := "http://" + ln.Addr().String()
 	a.env = map[string]string{"JOBRUNNER_ERP_URL": srv.URL(), "JOBRUNNER_ERP_TOKEN": srv.Token(),
-		"JOBRUNNER_SHOP_URL": shopURL, "JOBRUNNER_SHOP_APP_KEY": key, "JOBRUNNER_SHOP_APP_TOKEN": tok}
+		"JOBRUNNER_SHOP_URL": shopURL, "JOBRUNNER_SHOP_APP_KEY": key, "JOBRUNNER_SHOP_APP_TOKEN": tok,
+		"JOBRUNNER_HOOK_SECRET": DemoHookSecret, "JOBRUNNER_VTEX_HOOK_TOKEN": DemoHookSecret}
 	a.log.WithField("erp_url", srv.URL()).WithField("shop_url", shopURL).
 		Warn("DEMO ERP and shop: the erp and shop connections point at built-in samples (a sample ERP, a VTEX simulator), not real systems")
 	return func() { _ = srv.Close(); _ = shop.Close() }, nil
 }
+
+// DemoHookSecret is the secret of the built-in hooks under `serve --demo`
+// (documented in the README, so that a curl line can sign a payload).
+const DemoHookSecret = "demo-hook-secret"
 
 // demoSecret returns 16 random hex digits.
 func demoSecret() string {

@@ -226,7 +226,7 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	if o.addr != "" {
 		h, err := api.New(api.Config{
 			Store: store, Definitions: a.defs.Load, Registry: a.registry, Tokens: tokens, Wake: pool.Wake, Unrunnable: pool.Unrunnable,
-			Log: a.log, Metrics: m, Demo: o.demo, Reload: reload,
+			Log: a.log, Metrics: m, Demo: o.demo, Reload: reload, Getenv: a.getenv,
 			Ready: func(rctx context.Context) error {
 				if sched != nil && !sched.Running() {
 					return errors.New("scheduler not running")

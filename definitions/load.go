@@ -355,7 +355,7 @@ func (l *loader) loadFile(data []byte, set *Set, statusesAt *Pos) {
 	if isNull(root) {
 		return
 	}
-	l.each(root, "", []string{"connections", "jobs", "orderStatuses", "smtp"}, nil, func(key string, k, v *yaml.Node) {
+	l.each(root, "", []string{"connections", "jobs", "hooks", "orderStatuses", "smtp"}, nil, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "connections":
 			l.seq(v, key, func(i int, item *yaml.Node) {
@@ -367,6 +367,12 @@ func (l *loader) loadFile(data []byte, set *Set, statusesAt *Pos) {
 			l.seq(v, key, func(i int, item *yaml.Node) {
 				if j, ok := l.job(item, index(key, i)); ok {
 					set.Jobs = append(set.Jobs, j)
+				}
+			})
+		case "hooks":
+			l.seq(v, key, func(i int, item *yaml.Node) {
+				if h, ok := l.hook(item, index(key, i)); ok {
+					set.Hooks = append(set.Hooks, h)
 				}
 			})
 		case "orderStatuses":

@@ -80,6 +80,8 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 type Set struct {
 	Jobs        []*Job
 	Connections []*Connection
+	// Hooks are the inbound triggers (POST /hooks/{name}).
+	Hooks []*Hook
 	// OrderStatuses is the ERP -> commerce order status mapping (the
 	// top-level orderStatuses section); nil when no file has one.
 	OrderStatuses *OrderStatusMap

@@ -234,6 +234,7 @@ func (s *Set) Validate(c Catalog) error {
 	if s.SMTP != nil {
 		v.smtp(s.SMTP)
 	}
+	v.hooks(s)
 	v.links(s)
 	if len(v.probs) == 0 {
 		return nil

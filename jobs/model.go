@@ -67,6 +67,7 @@ const (
 	TriggerSchedule Trigger = "schedule" // a schedule tick
 	TriggerRetry    Trigger = "retry"    // an operator's retry of a finished run
 	TriggerLink     Trigger = "link"     // a linked job of a finished run
+	TriggerHook     Trigger = "hook"     // an inbound hook call (POST /hooks/{name})
 )
 
 // JSONText is JSON stored as text; it marshals as the raw JSON (null when

@@ -75,6 +75,7 @@ type Metrics struct {
 	schedulerLag  *prometheus.HistogramVec
 	leasesRescued prometheus.Counter
 	erpResponses  *prometheus.CounterVec
+	hookCalls     *prometheus.CounterVec
 }
 
 var _ jobs.Observer = (*Metrics)(nil)
@@ -111,7 +112,11 @@ func New(opts Options) *Metrics {
 			Help: "ERP answers by connection and HTTP status class (1xx..5xx; error: no answer, e.g. network error or timeout).",
 		}, []string{"connection", "class"}),
 	}
-	m.reg.MustRegister(m.runsFinished, m.attempts, m.attemptDur, m.schedulerLag, m.leasesRescued, m.erpResponses)
+	m.hookCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jobrunner_hook_calls_total",
+		Help: "Inbound hook calls (POST /hooks/{name}) by hook and outcome: accepted, duplicate, filtered, unauthorized, invalid, unavailable.",
+	}, []string{"hook", "outcome"})
+	m.reg.MustRegister(m.runsFinished, m.attempts, m.attemptDur, m.schedulerLag, m.leasesRescued, m.erpResponses, m.hookCalls)
 	bi := buildinfo.Read()
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "jobrunner", Name: "build_info",
@@ -197,6 +202,14 @@ func (m *Metrics) ObserveERPResponse(conn string, code int) {
 		return
 	}
 	m.erpResponses.WithLabelValues(conn, StatusClass(code)).Inc()
+}
+
+// ObserveHookCall counts one call of a defined hook by its outcome.
+func (m *Metrics) ObserveHookCall(hook, outcome string) {
+	if m == nil {
+		return
+	}
+	m.hookCalls.WithLabelValues(hook, outcome).Inc()
 }
 
 // StatusClass returns the class label of an HTTP status code: "1xx" to
