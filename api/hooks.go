@@ -89,6 +89,9 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, h *definitions.Hoo
 				Message: fmt.Sprintf("the body must be JSON (Content-Type: application/json), not %q", ct)})
 		}
 	}
+	if key, dup := duplicateKey(body); dup {
+		return refuse(hooks.Invalid, &Error{Kind: KindInvalid, Code: "bad_body", Message: fmt.Sprintf("invalid JSON body: key %q appears twice in one object", key)})
+	}
 	p, err := hooks.Decode(body)
 	if err != nil {
 		return refuse(hooks.Invalid, &Error{Kind: KindInvalid, Code: "bad_body", Message: strings.TrimPrefix(err.Error(), "hooks: ")})
@@ -123,7 +126,11 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, h *definitions.Hoo
 	}
 	if err := s.checkRunnable(job, false); err != nil {
 		e := asError(err)
-		return refuse(hooks.Unavailable, e)
+		o := hooks.Invalid
+		if e.Status() >= 500 {
+			o = hooks.Unavailable
+		}
+		return refuse(o, e)
 	}
 	enq, err := s.cfg.Store.Enqueue(r.Context(), jobs.NewRun{Job: job, Params: params, Trigger: jobs.TriggerHook,
 		TriggeredBy: "hook:" + h.Name, IdempotencyKey: key})

@@ -114,9 +114,11 @@ func (h *Hook) EventPaths() []string {
 	return out
 }
 
-// Match reports whether payload (the decoded JSON object) passes the
-// hook's filter; true when there is none. An error means the filter could
-// not be evaluated on this payload (a type mismatch, say).
+// Match reports whether payload (the decoded JSON object, numbers as
+// int64 or float64) passes the hook's filter; true when there is none. A
+// filter that reads a field the payload lacks (order.status without an
+// order) is false. An error means the filter could not be evaluated on
+// this payload (a type mismatch, say).
 func (h *Hook) Match(payload map[string]any) (bool, error) {
 	if h.Filter == "" {
 		return true, nil
@@ -131,7 +133,10 @@ func (h *Hook) Match(payload map[string]any) (bool, error) {
 	}
 	out, err := expr.Run(prog, payload)
 	if err != nil {
-		return false, fmt.Errorf("hook %s: filter %q: %w", h.Name, h.Filter, err)
+		if strings.Contains(err.Error(), "<nil>") { // a field the payload does not have
+			return false, nil
+		}
+		return false, fmt.Errorf("hook %s: filter %q: %s", h.Name, h.Filter, strings.ReplaceAll(err.Error(), "\n", " "))
 	}
 	b, ok := out.(bool)
 	if !ok {

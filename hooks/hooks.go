@@ -154,11 +154,34 @@ func Decode(body []byte) (*Payload, error) {
 	if dec.More() {
 		return nil, errors.New("hooks: invalid JSON: data after the JSON value")
 	}
-	obj, ok := v.(map[string]any)
+	obj, ok := normalize(v).(map[string]any)
 	if !ok {
 		return nil, ErrNotObject
 	}
 	return &Payload{raw: body, obj: obj}, nil
+}
+
+// normalize turns the decoder's json.Number values into int64 (whole
+// numbers that fit) or float64, so that filters compare them with number
+// literals.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = normalize(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = normalize(e)
+		}
+	}
+	return v
 }
 
 // Object returns the payload as a map (for the filter).

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -110,4 +111,36 @@ func TestStatsKeepsTheLastCallsNewestFirst(t *testing.T) {
 	require.Equal(t, int64(20), sum.Accepted)
 	require.Equal(t, int64(5), sum.Refused)
 	require.Empty(t, s.Of("other").Last)
+}
+
+func TestFilterSeesNumbersAndMissingFields(t *testing.T) {
+	t.Parallel()
+	set, err := definitions.LoadFS(fstest.MapFS{"h.yaml": {Data: []byte(`
+connections: [{name: l, type: noop}]
+jobs: [{name: J, connection: l, processor: Noop}]
+hooks:
+  - {name: big, job: J, auth: {type: bearer, secret: T}, filter: 'total > 100 && order.status == "paid"'}
+`)}}, ".")
+	require.NoError(t, err)
+	require.NoError(t, set.Validate(nil))
+	h, _ := set.Hook("big")
+	for _, tc := range []struct {
+		body string
+		want bool
+	}{
+		{`{"total":150,"order":{"status":"paid"}}`, true},
+		{`{"total":150.5,"order":{"status":"paid"}}`, true},
+		{`{"total":99,"order":{"status":"paid"}}`, false},
+		{`{"total":150}`, false}, // no order: false, not an error
+		{`{"order":{"status":"paid"}}`, false},
+	} {
+		p, err := hooks.Decode([]byte(tc.body))
+		require.NoError(t, err)
+		got, err := h.Match(p.Object())
+		require.NoError(t, err, tc.body)
+		require.Equal(t, tc.want, got, tc.body)
+	}
+	p, _ := hooks.Decode([]byte(`{"total":"lots","order":{"status":"paid"}}`))
+	_, err = h.Match(p.Object())
+	require.Error(t, err, "a type mismatch is an error")
 }

@@ -18,9 +18,13 @@
 //
 // The mark only moves over a contiguous prefix of resolved (or carried)
 // changes: a failed or interrupted run never moves it past a change it did
-// not deliver. That needs a source that lists oldest first; one that does
-// not is detected (a change older than one before it), and the mark then
-// moves only once the whole listing is resolved. Everything is written in group commits as the run advances
+// not deliver. That needs a source that lists oldest first. A source that
+// does not is detected when it lists a change older than one before it,
+// and from then on the mark moves only once the whole listing is
+// resolved; the mark follows a record only once a later one was read, so
+// an inversion between neighbours is caught before the mark passes it,
+// but one further apart may already have been passed (a crash then could
+// miss that older change): list oldest first. Everything is written in group commits as the run advances
 // (one transaction per batch of resolved records), so a crash re-pushes at
 // most the changes in flight and the last unwritten batch; each push
 // carries the same idempotency key every time ([ChangeKey]), so a target
@@ -416,6 +420,11 @@ func (e *engine) try(c Change, tries, prior int) (Outcome, int) {
 		if e.pctx.Err() != nil {
 			return Outcome{Verdict: Aborted}, n
 		}
+		switch out.Verdict {
+		case Pushed, Refused, Carried, Skipped:
+		default: // a pusher that says nothing usable: keep the record, try it again later
+			out = Outcome{Verdict: Carried, Code: out.Code, Message: strings.TrimSpace("the pusher gave no verdict (" + out.Verdict.String() + ") " + out.Message)}
+		}
 		if out.Verdict != Carried {
 			return out, n
 		}
@@ -437,9 +446,11 @@ func (e *engine) try(c Change, tries, prior int) (Outcome, int) {
 	return out, n
 }
 
-// retryPending tries each pending change of earlier runs once, in key
-// order, with the run's concurrency, and commits as it goes.
+// retryPending tries each pending change of earlier runs once, with the
+// run's concurrency, and commits. Only the newest pending change of a
+// subject is pushed; older ones are dropped as superseded.
 func (e *engine) retryPending() error {
+	var all []Pending
 	after := ""
 	for {
 		page, err := e.cfg.Store.SyncPending(e.ctx, e.cfg.Job, after, 500)
@@ -447,34 +458,54 @@ func (e *engine) retryPending() error {
 			return fmt.Errorf("recordsync: reading the pending changes of %s: %w", e.cfg.Job, err)
 		}
 		if len(page) == 0 {
-			return e.flush()
+			break
 		}
 		after = page[len(page)-1].Key
-		sem := make(chan struct{}, e.cfg.Concurrency)
-		var wg sync.WaitGroup
-		for _, p := range page {
-			if e.ctx.Err() != nil {
-				break
-			}
-			sem <- struct{}{}
-			wg.Add(1)
-			go func(p Pending) {
-				defer func() { <-sem; wg.Done() }()
-				out, n := e.try(p.Change, 1, p.Attempts)
-				e.resolvePending(p, out, n)
-			}(p)
-		}
-		wg.Wait()
-		if err := e.flush(); err != nil {
-			return err
-		}
-		if err := e.err(); err != nil {
-			return err
-		}
-		if err := e.ctx.Err(); err != nil {
-			return err
+		all = append(all, page...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	newest := map[string]Pending{}
+	for _, p := range all {
+		if q, ok := newest[p.Subject]; !ok || p.Time.After(q.Time) || (p.Time.Equal(q.Time) && p.Key > q.Key) {
+			newest[p.Subject] = p
 		}
 	}
+	e.mu.Lock()
+	for _, p := range all {
+		if newest[p.Subject].Key != p.Key {
+			e.batch.Drop = append(e.batch.Drop, p.Key)
+			e.sum.Skipped++
+			e.report(Result{Change: p.Change, Verdict: Skipped, Message: "superseded by a newer pending change", Carried: true})
+		}
+	}
+	e.mu.Unlock()
+	sem := make(chan struct{}, e.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for _, p := range all {
+		if newest[p.Subject].Key != p.Key {
+			continue
+		}
+		if e.ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(p Pending) {
+			defer func() { <-sem; wg.Done() }()
+			out, n := e.try(p.Change, 1, p.Attempts)
+			e.resolvePending(p, out, n)
+		}(p)
+	}
+	wg.Wait()
+	if err := e.flush(); err != nil {
+		return err
+	}
+	if err := e.err(); err != nil {
+		return err
+	}
+	return e.ctx.Err()
 }
 
 func (e *engine) resolvePending(p Pending, out Outcome, n int) {
@@ -704,6 +735,15 @@ read:
 				signal()
 				continue
 			}
+			if newer := e.newerPending(c); newer != "" {
+				e.sum.Skipped++
+				s.resolved, s.verdict = true, Skipped
+				e.batch.Done = append(e.batch.Done, doneOf(c))
+				e.report(Result{Change: c, Verdict: Skipped, Message: "superseded by the newer pending change " + newer})
+				e.mu.Unlock()
+				signal()
+				continue
+			}
 			t := &task{s: s, wait: last[c.Subject], mine: make(chan struct{})} // an earlier change of the subject: pushed after it
 			last[c.Subject] = t.mine
 			e.mu.Unlock()
@@ -741,6 +781,17 @@ read:
 	return e.ctx.Err()
 }
 
+// newerPending returns the key of a pending change of c's subject newer
+// than c ("" for none); e.mu must be held.
+func (e *engine) newerPending(c Change) string {
+	for _, p := range e.pendingSubjects[c.Subject] {
+		if !c.Time.IsZero() && p.Time.After(c.Time) {
+			return p.Key
+		}
+	}
+	return ""
+}
+
 // resolve records a streamed record's final outcome.
 func (e *engine) resolve(s *slot, out Outcome, n int) {
 	e.mu.Lock()
@@ -764,7 +815,8 @@ func (e *engine) resolve(s *slot, out Outcome, n int) {
 		e.sum.Carried++
 		e.batch.Park = append(e.batch.Park, Pending{Change: s.c, Attempts: n, Code: out.Code, Message: out.Message, First: time.Now().UTC()})
 	}
-	// A resolved newer change supersedes the subject's older pending ones.
+	// A resolved newer change supersedes the subject's older pending ones
+	// (of earlier runs, or carried earlier in this one).
 	if olds, ok := e.pendingSubjects[s.c.Subject]; ok {
 		for _, p := range olds {
 			if p.Key != s.c.Key && (p.Time.IsZero() || !p.Time.After(s.c.Time)) {
@@ -775,13 +827,28 @@ func (e *engine) resolve(s *slot, out Outcome, n int) {
 		}
 		delete(e.pendingSubjects, s.c.Subject)
 	}
+	if out.Verdict == Carried {
+		e.pendingSubjects[s.c.Subject] = []Pending{e.batch.Park[len(e.batch.Park)-1]}
+	}
 	s.resolved, s.verdict = true, out.Verdict
 	e.report(r)
 	e.checkErrors()
 }
 
-// doneOf is what a done change needs to keep: its key and time.
-func doneOf(c Change) Change { return Change{Key: c.Key, Subject: c.Subject, Time: c.Time} }
+// doneOf is what a done change needs to keep: its key and time. A change
+// without a time is kept as done for good (NeverForgotten): no mark
+// passes it, so it is not pushed again when listed again.
+func doneOf(c Change) Change {
+	t := c.Time
+	if t.IsZero() {
+		t = NeverForgotten
+	}
+	return Change{Key: c.Key, Subject: c.Subject, Time: t}
+}
+
+// NeverForgotten is the done time of a change the source gave no time:
+// later than any mark.
+var NeverForgotten = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // advance moves the mark over the resolved prefix of order and frees
 // returns how many window slots they free once committed. It must be
@@ -818,7 +885,10 @@ func (e *engine) advanceAndFlush(order *[]*slot, window chan struct{}) error {
 	e.mu.Lock()
 	n := e.advance(order)
 	e.mu.Unlock()
-	err := e.flush()
+	var err error
+	if e.ctx.Err() == nil { // stopped: the final flush writes it
+		err = e.flush()
+	}
 	for range n {
 		<-window
 	}
@@ -842,11 +912,9 @@ const finalCommitTimeout = 15 * time.Second
 
 func (e *engine) flushWith(ctx context.Context) error {
 	e.mu.Lock()
-	c := e.batch
-	e.batch = Commit{}
-	total, done := e.sum.Total, e.sum.Pushed+e.sum.Refused+e.sum.Carried+e.sum.Skipped
+	empty := e.batch.Empty()
 	e.mu.Unlock()
-	if c.Empty() {
+	if empty {
 		return nil
 	}
 	if ctx != e.ctx {
@@ -854,11 +922,16 @@ func (e *engine) flushWith(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, finalCommitTimeout)
 		defer cancel()
 	}
-	if e.cfg.Guard != nil {
+	if e.cfg.Guard != nil { // refused: the batch stays for a later flush
 		if err := e.cfg.Guard(ctx); err != nil {
 			return fmt.Errorf("recordsync: before committing %s: %w", e.cfg.Job, err)
 		}
 	}
+	e.mu.Lock()
+	c := e.batch
+	e.batch = Commit{}
+	total, done := e.sum.Total, e.sum.Pushed+e.sum.Refused+e.sum.Carried+e.sum.Skipped
+	e.mu.Unlock()
 	if err := e.cfg.Store.SyncCommit(ctx, e.cfg.Job, c); err != nil {
 		// Not written: keep it for the next flush (the final one retries).
 		e.mu.Lock()

@@ -274,3 +274,95 @@ func TestRunUnsortedSourceMovesTheMarkOnlyAtTheEnd(t *testing.T) {
 		require.Equal(t, 1, tg.applied[c.Key], c.Subject)
 	}
 }
+
+func TestRunCarriedChangeSupersededInTheSameRun(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	x1 := recordsync.Change{Key: "x1", Subject: "X", Time: t0}
+	x2 := recordsync.Change{Key: "x2", Subject: "X", Time: t0.Add(time.Second)}
+	st := &recordsync.MemStore{}
+	var mu sync.Mutex
+	var pushed []string
+	push := func(_ context.Context, c recordsync.Change, _ int) recordsync.Outcome {
+		mu.Lock()
+		defer mu.Unlock()
+		if c.Key == "x1" {
+			return recordsync.Outcome{Verdict: recordsync.Carried, Code: "LATER"}
+		}
+		pushed = append(pushed, c.Key)
+		return recordsync.Outcome{Verdict: recordsync.Pushed}
+	}
+	cfg := recordsync.Config{Job: "sync", Store: st, Start: t0, MaxErrors: -1, Concurrency: 4, LaterAttempts: 1, Sleep: noSleep}
+	sum, err := recordsync.Run(context.Background(), cfg, &listSource{all: []recordsync.Change{x1, x2}, size: 10}, push)
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Pushed)
+	require.Equal(t, 0, sum.Carried, "x1 was superseded by x2")
+	require.Equal(t, 0, st.PendingCount("sync"), "the stale change is not carried to the next run")
+
+	// Two pending changes of one subject from earlier runs: only the newest is tried.
+	require.NoError(t, st.SyncCommit(context.Background(), "sync", recordsync.Commit{Park: []recordsync.Pending{
+		{Change: recordsync.Change{Key: "a-old", Subject: "Y", Time: t0}}, {Change: recordsync.Change{Key: "b-new", Subject: "Y", Time: t0.Add(time.Hour)}}}}))
+	sum, err = recordsync.Run(context.Background(), cfg, &listSource{size: 10}, push)
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Skipped)
+	require.Equal(t, []string{"x2", "b-new"}, pushed)
+	require.Equal(t, 0, st.PendingCount("sync"))
+}
+
+// slowStore delays its first commit, so that records resolve while it runs.
+type slowStore struct {
+	recordsync.MemStore
+	once sync.Once
+}
+
+func (s *slowStore) SyncCommit(ctx context.Context, job string, c recordsync.Commit) error {
+	s.once.Do(func() { time.Sleep(50 * time.Millisecond) })
+	return s.MemStore.SyncCommit(ctx, job, c)
+}
+
+func TestRunStoppedByMaxErrorsStillCommitsWhatWasPushed(t *testing.T) {
+	t.Parallel()
+	all := changes(60)
+	tg := newTarget()
+	tg.refuse[all[40].Subject] = true
+	st := &slowStore{}
+	guard := func(ctx context.Context) error { return ctx.Err() } // like Run.BeforeSideEffect
+	cfg := recordsync.Config{Job: "sync", Store: st, Start: all[0].Time, MaxErrors: 0, Concurrency: 2, Sleep: noSleep, Guard: guard}
+	sum, err := recordsync.Run(context.Background(), cfg, &listSource{all: all, size: 5, from: all[0].Time}, tg.push)
+	require.ErrorIs(t, err, recordsync.ErrTooManyErrors)
+	first := map[string]int{}
+	for k, v := range tg.sends {
+		first[k] = v
+	}
+	mark, _, _ := st.SyncMark(context.Background(), "sync")
+	cfg.MaxErrors = -1
+	_, err = recordsync.Run(context.Background(), cfg, &listSource{all: all, size: 5, from: mark}, tg.push)
+	require.NoError(t, err)
+	for _, c := range all {
+		if first[c.Subject] > 0 {
+			require.Equal(t, first[c.Subject], tg.sends[c.Subject], "%s was pushed (or refused) before the stop and pushed again after it", c.Subject)
+		}
+		require.Equal(t, !tg.refuse[c.Subject], tg.applied[c.Key] == 1, c.Subject)
+	}
+	require.Positive(t, sum.Pushed)
+}
+
+func TestRunPusherWithoutAVerdictKeepsTheRecord(t *testing.T) {
+	t.Parallel()
+	all := changes(10)
+	st := &recordsync.MemStore{}
+	push := func(_ context.Context, c recordsync.Change, _ int) recordsync.Outcome {
+		if c.Key == all[3].Key {
+			return recordsync.Outcome{} // no verdict
+		}
+		return recordsync.Outcome{Verdict: recordsync.Pushed}
+	}
+	cfg := recordsync.Config{Job: "sync", Store: st, Start: all[0].Time, MaxErrors: -1, Window: 2, Sleep: noSleep, LaterAttempts: 1}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sum, err := recordsync.Run(ctx, cfg, &listSource{all: all, size: 3, from: all[0].Time}, push)
+	require.NoError(t, err)
+	require.Equal(t, 9, sum.Pushed)
+	require.Equal(t, 1, sum.Carried)
+	require.Equal(t, 1, st.PendingCount("sync"))
+}
