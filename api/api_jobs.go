@@ -27,6 +27,20 @@ type jobView struct {
 	// Preview says whether the job's processor supports preview runs.
 	Preview bool         `json:"preview"`
 	LastRun *lastRunView `json:"lastRun"`
+	// Held says what holds the job back now (a pause of the job, its
+	// schedule or a connection it calls, a maintenance window); nil: nothing.
+	Held *heldView `json:"held,omitempty"`
+}
+
+// heldView is what holds a job back.
+type heldView struct {
+	// Runs: queued runs are not claimed; Schedule: ticks fire nothing.
+	Runs     bool   `json:"runs"`
+	Schedule bool   `json:"schedule"`
+	Reason   string `json:"reason"`
+	// Pause is the job's own pause (job or schedule kind), which can be
+	// resumed from here; nil when a connection holds it.
+	Pause *jobs.Pause `json:"pause,omitempty"`
 }
 
 type paramView struct {
@@ -60,8 +74,20 @@ type lastRunView struct {
 	ErrorCode  string      `json:"errorCode,omitempty"`
 }
 
-// viewJob describes j; last is its newest run, if any.
-func (s *Server) viewJob(j *definitions.Job, last *jobs.Run, now time.Time) jobView {
+// heldJobs returns what holds each job back now (empty when the pauses
+// cannot be read: the caller shows the jobs all the same).
+func (s *Server) heldJobs(ctx context.Context) map[string]jobs.Held {
+	ps, err := s.cfg.Store.Pauses(ctx)
+	if err != nil {
+		s.log().WithError(err).Warn("api: cannot read pauses")
+		return nil
+	}
+	return jobs.HeldJobs(s.defs(), ps, s.cfg.Now())
+}
+
+// viewJob describes j; last is its newest run, if any; held what holds it
+// back (see heldJobs).
+func (s *Server) viewJob(j *definitions.Job, last *jobs.Run, now time.Time, held map[string]jobs.Held) jobView {
 	v := jobView{Name: j.Name, Description: j.Description, Connection: j.Connection, Processor: j.Processor, Operation: j.Operation,
 		UniqueBy: j.UniqueBy, Parameters: []paramView{}, Preview: s.supportsPreview(j)}
 	for _, p := range j.Parameters {
@@ -89,6 +115,14 @@ func (s *Server) viewJob(j *definitions.Job, last *jobs.Run, now time.Time) jobV
 	if last != nil {
 		v.LastRun = &lastRunView{ID: last.ID, Status: last.Status, CreatedAt: last.CreatedAt, FinishedAt: last.FinishedAt, ErrorCode: last.ErrorCode}
 	}
+	if h, ok := held[j.Name]; ok && h.Ticks() {
+		v.Held = &heldView{Runs: h.Runs(), Schedule: h.Ticks() && j.Schedule != nil, Reason: h.Why()}
+		if h.Job != nil {
+			v.Held.Pause = h.Job
+		} else if h.Schedule != nil {
+			v.Held.Pause = h.Schedule
+		}
+	}
 	return v
 }
 
@@ -112,13 +146,14 @@ func (s *Server) jobViews(ctx context.Context) ([]jobView, error) {
 		return nil, storeError(err)
 	}
 	now := s.cfg.Now()
+	held := s.heldJobs(ctx)
 	out := make([]jobView, 0, len(set.Jobs))
 	for _, j := range set.Jobs {
 		var last *jobs.Run
 		if r, ok := latest[j.Name]; ok {
 			last = &r
 		}
-		out = append(out, s.viewJob(j, last, now))
+		out = append(out, s.viewJob(j, last, now, held))
 	}
 	return out, nil
 }
@@ -161,7 +196,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request, _ principal) err
 	if run, ok := latest[j.Name]; ok {
 		last = &run
 	}
-	writeJSON(w, http.StatusOK, s.viewJob(j, last, s.cfg.Now()))
+	writeJSON(w, http.StatusOK, s.viewJob(j, last, s.cfg.Now(), s.heldJobs(r.Context())))
 	return nil
 }
 

@@ -46,6 +46,8 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /logout", s.page(RoleViewer, s.logout))
 	mux.Handle("GET /{$}", s.page(RoleViewer, s.jobsPage))
 	mux.Handle("POST /jobs/{name}/run", s.page(RoleOperator, s.jobRunSubmit))
+	mux.Handle("POST /pause", s.page(RoleOperator, s.pauseSubmit))
+	mux.Handle("POST /resume", s.page(RoleOperator, s.resumeSubmit))
 	mux.Handle("GET /runs", s.page(RoleViewer, s.runsPage))
 	mux.Handle("POST /runs/bulk-retry", s.page(RoleOperator, s.runsBulkRetry))
 	mux.Handle("GET /runs/{id}", s.page(RoleViewer, s.runPage))
@@ -459,8 +461,17 @@ func formParams(j *definitions.Job, form url.Values) map[string]string {
 }
 
 type jobsData struct {
-	Jobs   []runForm
-	CanRun bool
+	Jobs        []runForm
+	CanRun      bool
+	Connections []connView
+}
+
+// connView is a connection on the jobs page: paused (by whom, until),
+// in a maintenance window.
+type connView struct {
+	Name, Type string
+	Paused     *jobs.Pause
+	Window     *definitions.WindowHit
 }
 
 // jobsPageData builds the jobs page; failed holds the form of a failed
@@ -478,18 +489,34 @@ func (s *Server) jobsPageData(ctx context.Context, sess *session, failed *runFor
 		d.Error = "The database is unavailable: last runs are not shown and runs cannot be started now."
 	}
 	now := s.cfg.Now()
+	held := s.heldJobs(ctx)
 	data := jobsData{CanRun: sess.who.Role >= RoleOperator}
+	paused := map[string]*jobs.Pause{}
+	if ps, err := s.cfg.Store.Pauses(ctx); err == nil {
+		for i := range ps {
+			if ps[i].Kind == jobs.PauseConnection {
+				paused[ps[i].Name] = &ps[i]
+			}
+		}
+	}
+	for _, c := range set.Connections {
+		cv := connView{Name: c.Name, Type: c.Type, Paused: paused[c.Name]}
+		if hit, in := c.InMaintenance(now); in {
+			cv.Window = &hit
+		}
+		data.Connections = append(data.Connections, cv)
+	}
 	for _, j := range set.Jobs {
 		var last *jobs.Run
 		if r, ok := latest[j.Name]; ok {
 			last = &r
 		}
 		if failed != nil && failed.Job.Name == j.Name {
-			failed.Job = s.viewJob(j, last, now)
+			failed.Job = s.viewJob(j, last, now, held)
 			data.Jobs = append(data.Jobs, *failed)
 			continue
 		}
-		v := s.viewJob(j, last, now)
+		v := s.viewJob(j, last, now, held)
 		data.Jobs = append(data.Jobs, runForm{Job: v, Fields: formFields(j, nil, nil), Preview: v.Preview, Idem: randomID(16)})
 	}
 	d.Data = data
@@ -917,6 +944,41 @@ func (s *Server) runLive(w http.ResponseWriter, r *http.Request, _ *session) err
 		"recordErrors": run.RecordErrors, "recordWarnings": run.RecordWarnings,
 		"cancelRequested": run.CancelRequested, "logs": pg.Logs, "next": pg.Next,
 	})
+	return nil
+}
+
+// pauseSubmit pauses what the form names (kind, name, for, reason).
+func (s *Server) pauseSubmit(w http.ResponseWriter, r *http.Request, sess *session) error {
+	kind, name := jobs.PauseKind(r.PostForm.Get("kind")), r.PostForm.Get("name")
+	if err := s.pauseTarget(kind, name); err != nil {
+		return err
+	}
+	p, err := s.newPause(pauseRequest{Kind: kind, Name: name, For: r.PostForm.Get("for"), Reason: r.PostForm.Get("reason")}, sess.who.viaDashboard().who())
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.Pause(r.Context(), p); err != nil {
+		if errors.Is(err, jobs.ErrBadPause) {
+			return &Error{Kind: KindInvalid, Code: "bad_pause", Message: err.Error()}
+		}
+		return storeError(err)
+	}
+	s.log().WithField("by", p.By).Infof("%s %s paused: %s", kind, name, p.Reason)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+	return nil
+}
+
+// resumeSubmit ends the pause the form names (kind, name).
+func (s *Server) resumeSubmit(w http.ResponseWriter, r *http.Request, sess *session) error {
+	kind, name := jobs.PauseKind(r.PostForm.Get("kind")), r.PostForm.Get("name")
+	if !kind.Valid() {
+		return &Error{Kind: KindInvalid, Code: "bad_kind", Message: "kind must be job, schedule or connection"}
+	}
+	if _, err := s.cfg.Store.Resume(r.Context(), kind, name); err != nil {
+		return storeError(err)
+	}
+	s.log().WithField("by", sess.who.viaDashboard().who()).Infof("%s %s resumed", kind, name)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
 }
 

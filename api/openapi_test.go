@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/hooks"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
 )
@@ -152,8 +153,14 @@ func TestOpenAPISchemas(t *testing.T) {
 	d := "x"
 	p := paramView{Prompt: "p", Description: "d", Default: &d, Values: []string{"a"}, Pattern: ".", Min: &d, Max: &d}
 	require.Equal(t, doc.props(t, "Parameter"), jsonKeys(t, p))
-	jv := jobView{Description: "d", Operation: "op", Schedule: &scheduleView{Error: "e"}, UniqueBy: []string{"a"}, LastRun: &lastRunView{}}
+	until := now
+	pause := &jobs.Pause{Until: &until}
+	jv := jobView{Description: "d", Operation: "op", Schedule: &scheduleView{Error: "e"}, UniqueBy: []string{"a"}, LastRun: &lastRunView{}, Held: &heldView{Pause: pause}}
 	require.Equal(t, doc.props(t, "Job"), jsonKeys(t, jv))
+	require.Equal(t, doc.props(t, "Pause"), jsonKeys(t, pause))
+	require.Equal(t, doc.props(t, "Hook"), jsonKeys(t, hookView{Description: "d", Set: map[string]string{"op": "x"}, EventID: []string{"id"}, Filter: "f"}))
+	require.Equal(t, doc.props(t, "HookCall"), jsonKeys(t, hooks.Call{RunID: 1, Reason: "r"}))
+	require.Equal(t, doc.props(t, "HookAnswer"), jsonKeys(t, hookAnswer{}))
 	require.Equal(t, doc.props(t, "Schedule"), jsonKeys(t, jv.Schedule))
 	existing := true
 	require.Equal(t, doc.props(t, "TriggeredRun"), jsonKeys(t, runView{Run: run, Existing: &existing, ExistingReason: "active"}))

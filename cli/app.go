@@ -317,7 +317,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.logLevel, "log-level", "info", "process log level: debug, info, warn, error")
 	pf.BoolVar(&a.noMigrate, "no-migrate", false, "do not apply pending database migrations")
 	pf.StringVar(&a.configFlag, "config", "", "YAML configuration file: global settings by flag name, command settings under the command (serve: {workers: 32}); env JOBRUNNER_CONFIG; flags > environment > file > defaults")
-	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand(), a.serveCommand(), a.triggerCommand(), a.benchCommand(), a.versionCommand(), a.healthcheckCommand(), a.demoERPCommand(), a.configCommand())
+	root.AddCommand(a.migrateCommand(), a.definitionsCommand(), a.runCommand(), a.runsCommand(), a.scheduleCommand(), a.serveCommand(), a.triggerCommand(), a.benchCommand(), a.versionCommand(), a.healthcheckCommand(), a.demoERPCommand(), a.configCommand(), a.pauseCommand(), a.resumeCommand(), a.pausesCommand())
 	return root
 }
 

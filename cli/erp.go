@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/erpdemo"
+	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/platformsim"
 	"github.com/jobrunner/jobrunner/processors/httperp"
 )
@@ -33,7 +35,29 @@ func registerHTTP(a *app) {
 				m.ObserveERPResponse(conn, status)
 			}
 		},
+		OnThrottle: a.throttle,
 	})
+}
+
+// throttle pauses a connection that answered 429/503 with Retry-After for
+// that long (never shortening a longer pause), so that no instance sends
+// to it meanwhile.
+func (a *app) throttle(conn string, status int, after time.Duration) {
+	store := a.state.store
+	if store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	until := time.Now().Add(after)
+	err := store.PauseAtLeast(ctx, jobs.Pause{Kind: jobs.PauseConnection, Name: conn, Until: &until, By: "circuit-breaker",
+		Reason: fmt.Sprintf("the connection answered %d with Retry-After %s", status, after.Round(time.Second))})
+	if err != nil {
+		a.log.WithError(err).WithField("connection", conn).Warn("circuit breaker: could not pause the connection")
+		return
+	}
+	a.log.WithField("connection", conn).WithField("until", until.UTC().Format(time.RFC3339)).
+		Warnf("circuit breaker: connection %s answered %d with Retry-After %s: paused until then on every instance", conn, status, after.Round(time.Second))
 }
 
 // startDemoERP starts the demo ERP and a VTEX simulator (the demo shop)

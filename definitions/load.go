@@ -689,7 +689,7 @@ func (l *loader) anyValue(n *yaml.Node, path string, depth int) (any, bool) {
 }
 
 var (
-	connectionKeys = []string{"name", "type", "preset", "settings", "operations", "secrets", "maxConcurrency"}
+	connectionKeys = []string{"name", "type", "preset", "settings", "operations", "secrets", "maxConcurrency", "maintenance"}
 	jobKeys        = []string{"name", "description", "type", "connection", "processor", "operation", "inputs", "postProcessor",
 		"parameters", "schedule", "retry", "timeout", "concurrency", "uniqueBy", "maxErrors",
 		"maxWarnings", "steps", "links", "settings", "notify", "push"}
@@ -726,6 +726,8 @@ func (l *loader) connection(n *yaml.Node, path string) (*Connection, bool) {
 			l.positions(v, key, &c.src, 0)
 		case "secrets":
 			c.Secrets, good = l.strMap(v, fp)
+		case "maintenance":
+			c.Maintenance, good = l.maintenance(v, fp)
 		case "maxConcurrency":
 			c.MaxConcurrency, good = l.int(v, fp)
 			if good && c.MaxConcurrency < 0 {

@@ -292,7 +292,9 @@ type Connection struct {
 	// instances, against this connection (an ERP must not be hammered by
 	// every worker); 0 means no limit.
 	MaxConcurrency int
-	Pos            Pos
+	// Maintenance lists the times the connection must not be called.
+	Maintenance []MaintenanceWindow
+	Pos         Pos
 
 	src source
 }

@@ -278,6 +278,7 @@ func (v *validator) connection(c *Connection, path string) {
 			v.conns[c.Name] = c
 		}
 	}
+	v.maintenance(c, path)
 	if !v.required(c.src, c.Pos, path, "type", c.Type) && !c.src.bad["type"] && v.c != nil && !v.c.HasConnectionType(c.Type) {
 		v.add(c.src.at("type", c.Pos), join(path, "type"), "unknown connection type %q", c.Type)
 	}

@@ -231,6 +231,40 @@ func (p *Pool) skipList(log *logrus.Entry, set *definitions.Set) []string {
 	return names
 }
 
+// heldJobs returns the jobs of set held back now by pauses or
+// maintenance windows.
+func (p *Pool) heldJobs(ctx context.Context, set *definitions.Set) (map[string]Held, error) {
+	pauses, err := p.ex.Store.Pauses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return HeldJobs(set, pauses, time.Now()), nil
+}
+
+// logHeld returns the jobs whose runs are held back, logging each change
+// (held, released) once; warned keeps what was said.
+func (p *Pool) logHeld(log *logrus.Entry, held map[string]Held, warned map[string]string) []string {
+	var out []string
+	for name, h := range held {
+		if !h.Runs() {
+			continue
+		}
+		out = append(out, name)
+		if why := h.Why(); warned[name] != why {
+			warned[name] = why
+			log.WithField("job", name).Infof("runs of %s are held back: %s (they stay queued, no attempt used)", name, why)
+		}
+	}
+	for name := range warned {
+		if h, ok := held[name]; !ok || !h.Runs() {
+			delete(warned, name)
+			log.WithField("job", name).Infof("runs of %s are claimed again", name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Unrunnable returns the jobs this pool does not claim and why (see
 // Executor.Unrunnable), as of the definitions it last claimed with.
 func (p *Pool) Unrunnable() map[string]string {
@@ -268,6 +302,13 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 		cachedLimits map[string]int
 		cachedGroups map[string][]string
 		cachedSkip   []string
+		// Pauses and maintenance windows: read every poll interval, so
+		// that every instance respects a pause within one.
+		pausesAt   time.Time
+		heldOf     *definitions.Set
+		heldSkip   []string
+		skip       []string
+		pauseWarns = map[string]string{}
 	)
 	for {
 		free := p.cfg.Workers - int(p.busy.Load())
@@ -279,12 +320,23 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			var limits map[string]int
 			var groups map[string][]string
 			if p.ex.Definitions != nil {
-				if set := p.ex.Definitions(); set != limitsOf {
+				set := p.ex.Definitions()
+				if set != limitsOf {
 					limitsOf = set
 					cachedLimits, cachedGroups = ClaimLimits(set)
 					cachedSkip = p.skipList(log, set)
+					skip = cachedSkip
 				}
 				limits, groups = cachedLimits, cachedGroups
+				if set != heldOf || time.Since(pausesAt) >= p.cfg.PollInterval {
+					heldOf, pausesAt = set, time.Now()
+					if held, err := p.heldJobs(ctx, set); err == nil {
+						heldSkip = p.logHeld(log, held, pauseWarns)
+					} else if ctx.Err() == nil {
+						log.Warnf("cannot read pauses (keeping the last known): %s", redactErr(err, p.ex.Store.dsn))
+					}
+					skip = append(append([]string{}, cachedSkip...), heldSkip...)
+				}
 			}
 			var claims []*Claim
 			var err error
@@ -300,7 +352,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			} else {
 				token := newToken()
 				began := time.Now()
-				claims, err = p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: cachedSkip, Token: token})
+				claims, err = p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: skip, Token: token})
 				if err != nil {
 					unconfirmed = token
 				} else if debug := log.Logger.IsLevelEnabled(logrus.DebugLevel); debug && len(claims) > 0 {

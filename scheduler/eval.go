@@ -75,6 +75,26 @@ func (s *Scheduler) evalJob(ctx context.Context, e *entry, now, start time.Time)
 	return nil
 }
 
+// holdJob notes (once per reason) that a held job's schedule fires
+// nothing now.
+func (s *Scheduler) holdJob(e *entry, h jobs.Held, now time.Time) {
+	why := h.Why()
+	if e.heldWhy == why {
+		return
+	}
+	e.heldWhy = why
+	s.jobLog(e).WithField("reason", why).Info("scheduler: schedule held back; ticks in the meantime follow the misfire policy when it ends")
+}
+
+// released notes that a held job's schedule runs again.
+func (s *Scheduler) released(e *entry) {
+	if e.heldWhy != "" {
+		e.heldWhy = ""
+		e.nextDue = time.Time{} // read the last tick again: the gap is a misfire
+		s.jobLog(e).Info("scheduler: schedule no longer held back")
+	}
+}
+
 // setNext caches the first tick after t.
 func (s *Scheduler) setNext(e *entry, t time.Time) {
 	e.nextDue = e.spec.Next(t)

@@ -12,6 +12,7 @@ import (
 // plan is one set of scheduled jobs, ready to evaluate. Reload swaps plans.
 type plan struct {
 	entries []*entry
+	set     *definitions.Set // for pauses and maintenance windows
 }
 
 // entry is one scheduled job.
@@ -21,6 +22,8 @@ type entry struct {
 	params  definitions.Values
 	misfire string
 	overlap string
+	// heldWhy is why the schedule was last held back ("" : it is not).
+	heldWhy string
 
 	// nextDue caches the first tick after the last one this scheduler saw
 	// handled, so that an evaluation with nothing due makes no query. It
@@ -34,7 +37,7 @@ type entry struct {
 // newPlan prepares the scheduled jobs of set, reporting every job that
 // cannot be scheduled.
 func newPlan(set *definitions.Set) (*plan, error) {
-	p := &plan{}
+	p := &plan{set: set}
 	if set == nil {
 		return p, nil
 	}

@@ -300,11 +300,26 @@ func (s *Scheduler) tick(ctx context.Context, now time.Time) error {
 	start := s.clock.Now()
 	p := s.plan.Load()
 	var errs []error
+	var held map[string]jobs.Held
+	if len(p.entries) > 0 {
+		pauses, err := s.store.Pauses(ctx)
+		if err != nil {
+			// Without the pauses no tick is fired: a paused job must not
+			// fire because the database hiccuped.
+			return fmt.Errorf("scheduler: reading pauses: %w", err)
+		}
+		held = jobs.HeldJobs(p.set, pauses, now)
+	}
 	for _, e := range p.entries {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("scheduler: evaluation at %s: %w", now.UTC().Format(time.RFC3339), err))
 			break
 		}
+		if h, ok := held[e.job.Name]; ok && h.Ticks() {
+			s.holdJob(e, h, now)
+			continue // its ticks stay unhandled: after the pause they follow the misfire policy
+		}
+		s.released(e)
 		if err := s.evalJob(ctx, e, now, start); err != nil {
 			errs = append(errs, err)
 		}

@@ -353,15 +353,16 @@ func (r *redactor) s(text string) string {
 // erp is one run's view of the ERP: its connection, compiled spec,
 // client, token source and log.
 type erp struct {
-	onResp   func(conn string, status int)
-	cfg      *config
-	spec     *connSpec
-	client   *http.Client
-	tokens   *tokenSource // nil unless auth is oauth2 or login
-	tokenURL string
-	secrets  map[string]string
-	red      *redactor
-	run      *processors.Run
+	onResp     func(conn string, status int)
+	onThrottle func(conn string, status int, after time.Duration)
+	cfg        *config
+	spec       *connSpec
+	client     *http.Client
+	tokens     *tokenSource // nil unless auth is oauth2 or login
+	tokenURL   string
+	secrets    map[string]string
+	red        *redactor
+	run        *processors.Run
 }
 
 // newERP compiles the run's connection (preset, settings, auth,
@@ -389,7 +390,7 @@ func (p *base) newERP(run *processors.Run) (*erp, error) {
 	if err != nil {
 		return nil, cfgErr(err)
 	}
-	e := &erp{cfg: cfg, spec: spec, client: cl, secrets: run.Connection.Secrets, red: red, run: run, onResp: p.opts.OnResponse}
+	e := &erp{cfg: cfg, spec: spec, client: cl, secrets: run.Connection.Secrets, red: red, run: run, onResp: p.opts.OnResponse, onThrottle: p.opts.OnThrottle}
 	if spec.auth.kind == AuthOAuth2 || spec.auth.kind == AuthLogin {
 		u, err := spec.tokenURL.exec(&vars{settings: spec.settings, secrets: run.Connection.Secrets})
 		if err != nil {

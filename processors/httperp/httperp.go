@@ -140,6 +140,11 @@ type Options struct {
 	// name (0 for no answer: network error or timeout), for metrics. It
 	// must be fast and safe for concurrent use.
 	OnResponse func(conn string, status int)
+	// OnThrottle, when set, is told that a connection answered 429 or 503
+	// with a Retry-After (after > 0): the runner pauses the connection for
+	// that long (a circuit breaker across instances). It must be safe for
+	// concurrent use and return promptly.
+	OnThrottle func(conn string, status int, after time.Duration)
 }
 
 // base is shared by the processors of one registration.

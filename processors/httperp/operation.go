@@ -540,6 +540,7 @@ func (e *erp) apply(op *operation, v *vars, ru rule, outcome string, req *reques
 		after := dur(ru.after)
 		if ra := retryAfter(r.header, time.Now()); ra > 0 {
 			after = ra
+			e.throttled(r.status, ra)
 		}
 		return nil, &processors.RetryLaterError{After: after, Code: code, Reason: withHint(), Horizon: dur(ru.horizon)}
 	case OutcomeRetry:
@@ -553,6 +554,17 @@ func (e *erp) apply(op *operation, v *vars, ru rule, outcome string, req *reques
 		def(CodeRejected, fmt.Sprintf("%s: ERP answered %s", where, statusText(r.status)))
 		return nil, processors.Permanent(code, withHint())
 	}
+}
+
+// throttled tells Options.OnThrottle that the connection answered 429 or
+// 503 with a Retry-After: the whole connection should rest, not only this
+// run (a circuit breaker). Other statuses (425: this order, too early) and
+// answers without Retry-After are not a reason.
+func (e *erp) throttled(status int, after time.Duration) {
+	if e.onThrottle == nil || after <= 0 || (status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable) {
+		return
+	}
+	e.onThrottle(e.run.Connection.Name, status, after)
 }
 
 func orDefault(s, def string) string {
@@ -604,6 +616,7 @@ func (e *erp) defaults(req *request, subject string, r *response, code, msg stri
 		return processors.Permanent(CodeLocked, msg)
 	case r.status == http.StatusTooEarly || r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable:
 		after := retryAfter(r.header, time.Now())
+		e.throttled(r.status, after)
 		reason := fmt.Sprintf("ERP answered %s with %s", where, statusText(r.status))
 		if after > 0 {
 			reason += fmt.Sprintf("; retry after %s", after.Round(time.Second))

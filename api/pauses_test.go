@@ -1,0 +1,114 @@
+package api_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/jobs/jobstest"
+)
+
+func TestPausesAPIAndDashboard(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, store *jobs.Store) {
+		e := newEnv(t, store, envOptions{})
+		status, m := e.doJSON(http.MethodPost, "/api/v1/pauses", viewerSecret, map[string]any{"kind": "connection", "name": "erp"})
+		require.Equal(t, http.StatusForbidden, status, "%v", m)
+		status, m = e.doJSON(http.MethodPost, "/api/v1/pauses", operatorSecret, map[string]any{"kind": "connection", "name": "nope"})
+		require.Equal(t, http.StatusNotFound, status, "%v", m)
+		status, m = e.doJSON(http.MethodPost, "/api/v1/pauses", operatorSecret, map[string]any{"kind": "queue", "name": "erp"})
+		require.Equal(t, http.StatusBadRequest, status, "%v", m)
+		status, m = e.doJSON(http.MethodPost, "/api/v1/pauses", operatorSecret, map[string]any{"kind": "connection", "name": "erp", "for": "soon"})
+		require.Equal(t, http.StatusBadRequest, status, "%v", m)
+
+		status, m = e.doJSON(http.MethodPost, "/api/v1/pauses", operatorSecret, map[string]any{"kind": "connection", "name": "erp", "for": "2h", "reason": "ERP upgrade"})
+		require.Equal(t, http.StatusCreated, status, "%v", m)
+		require.Equal(t, "api:ops", m["by"])
+		require.NotEmpty(t, m["until"])
+
+		// Shown on every job that calls the connection.
+		status, m = e.doJSON(http.MethodGet, "/api/v1/jobs/OrderCancel", viewerSecret, nil)
+		require.Equal(t, http.StatusOK, status)
+		held := m["held"].(map[string]any)
+		require.Equal(t, true, held["runs"])
+		require.Contains(t, held["reason"], "connection erp paused by api:ops until")
+		require.Contains(t, held["reason"], "ERP upgrade")
+		status, m = e.doJSON(http.MethodGet, "/api/v1/jobs/Noop", viewerSecret, nil)
+		require.Equal(t, http.StatusOK, status)
+		require.Nil(t, m["held"])
+		status, m = e.doJSON(http.MethodGet, "/api/v1/pauses", viewerSecret, nil)
+		require.Equal(t, http.StatusOK, status)
+		require.Len(t, m["pauses"], 1)
+
+		status, _ = e.doJSON(http.MethodDelete, "/api/v1/pauses/connection/erp", operatorSecret, nil)
+		require.Equal(t, http.StatusOK, status)
+		status, _ = e.doJSON(http.MethodDelete, "/api/v1/pauses/connection/erp", operatorSecret, nil)
+		require.Equal(t, http.StatusNotFound, status)
+
+		// The dashboard: pause a job with a reason, see it held, resume it.
+		b := e.browser()
+		b.login(operatorSecret)
+		_, _, page := b.page(http.MethodGet, "/", nil)
+		require.Contains(t, page, `id="conn-erp"`)
+		code, _, _ := b.post("/pause", url.Values{"kind": {"job"}, "name": {"OrderCancel"}, "reason": {"month end"}})
+		require.Equal(t, http.StatusOK, code)
+		_, _, page = b.page(http.MethodGet, "/", nil)
+		require.Contains(t, page, "job paused by dashboard:ops")
+		require.Contains(t, page, "month end")
+		require.Contains(t, page, "Resume job")
+		ps, err := store.Pauses(t.Context())
+		require.NoError(t, err)
+		require.Len(t, ps, 1)
+		code, _, _ = b.post("/resume", url.Values{"kind": {"job"}, "name": {"OrderCancel"}})
+		require.Equal(t, http.StatusOK, code)
+		ps, err = store.Pauses(t.Context())
+		require.NoError(t, err)
+		require.Empty(t, ps)
+	})
+}
+
+func TestMaintenanceWindowErrorsHaveLines(t *testing.T) {
+	t.Parallel()
+	set, err := definitions.LoadFS(mapFS("c.yaml", `
+connections:
+  - name: a
+    type: noop
+    maintenance:
+      - {cron: "0 2 * * *"}
+      - {cron: "0 2 * * *", duration: 1h, from: "2026-01-01T00:00:00Z"}
+      - {from: "2026-01-02T00:00:00Z", until: "2026-01-01T00:00:00Z"}
+      - {cron: "61 * * * *", duration: 1h}
+      - {cron: "0 2 * * *", duration: 1h, timezone: Mars/Olympus}
+      - {from: "tomorrow"}
+`), ".")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), `c.yaml:11: connections[0].maintenance[5].from: want an RFC 3339 time`)
+	_ = set
+	set, err = definitions.LoadFS(mapFS("c.yaml", `
+connections:
+  - name: a
+    type: noop
+    maintenance:
+      - {cron: "0 2 * * *"}
+      - {cron: "0 2 * * *", duration: 1h, from: "2026-01-01T00:00:00Z"}
+      - {from: "2026-01-02T00:00:00Z", until: "2026-01-01T00:00:00Z"}
+      - {cron: "61 * * * *", duration: 1h}
+      - {cron: "0 2 * * *", duration: 1h, timezone: Mars/Olympus}
+`), ".")
+	require.NoError(t, err)
+	err = set.Validate(nil)
+	require.Error(t, err)
+	for _, want := range []string{
+		`c.yaml:6: connections[0].maintenance[0].duration: required`,
+		`c.yaml:7: connections[0].maintenance[1]: a window is recurring (cron, duration) or one-off (from, until), not both`,
+		`c.yaml:8: connections[0].maintenance[2].until: must be after from`,
+		`c.yaml:9: connections[0].maintenance[3].cron: invalid cron`,
+		`c.yaml:10: connections[0].maintenance[4].timezone: invalid timezone`,
+	} {
+		require.Contains(t, err.Error(), want)
+	}
+}

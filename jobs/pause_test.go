@@ -1,0 +1,121 @@
+package jobs_test
+
+import (
+	"context"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/jobs/jobstest"
+)
+
+func TestPauseResumeAndExpiry(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		soon := time.Now().Add(300 * time.Millisecond)
+		require.NoError(t, s.Pause(ctx, jobs.Pause{Kind: jobs.PauseConnection, Name: "erp", Reason: "ERP upgrade", By: "ops"}))
+		require.NoError(t, s.Pause(ctx, jobs.Pause{Kind: jobs.PauseJob, Name: "Sync", Until: &soon, By: "ops"}))
+		past := time.Now().Add(-time.Second)
+		require.ErrorIs(t, s.Pause(ctx, jobs.Pause{Kind: jobs.PauseJob, Name: "X", Until: &past}), jobs.ErrBadPause)
+		require.ErrorIs(t, s.Pause(ctx, jobs.Pause{Kind: "queue", Name: "X"}), jobs.ErrBadPause)
+
+		ps, err := s.Pauses(ctx)
+		require.NoError(t, err)
+		require.Len(t, ps, 2)
+		require.Equal(t, jobs.PauseConnection, ps[0].Kind)
+		require.Equal(t, "ERP upgrade", ps[0].Reason)
+		require.Nil(t, ps[0].Until)
+		require.NotNil(t, ps[1].Until)
+
+		// The circuit breaker never shortens a pause, but lengthens one.
+		short, long := time.Now().Add(time.Minute), time.Now().Add(time.Hour)
+		require.NoError(t, s.PauseAtLeast(ctx, jobs.Pause{Kind: jobs.PauseConnection, Name: "erp", Until: &short, By: "circuit-breaker"}))
+		require.NoError(t, s.PauseAtLeast(ctx, jobs.Pause{Kind: jobs.PauseConnection, Name: "shop", Until: &short, By: "circuit-breaker"}))
+		require.NoError(t, s.PauseAtLeast(ctx, jobs.Pause{Kind: jobs.PauseConnection, Name: "shop", Until: &long, By: "circuit-breaker"}))
+		require.NoError(t, s.PauseAtLeast(ctx, jobs.Pause{Kind: jobs.PauseConnection, Name: "shop", Until: &short, By: "circuit-breaker"}))
+		ps, err = s.Pauses(ctx)
+		require.NoError(t, err)
+		require.Len(t, ps, 3)
+		require.Equal(t, "ops", ps[0].By, "an operator's open-ended pause stays")
+		require.WithinDuration(t, long, *ps[1].Until, time.Second)
+
+		// Expired pauses are gone; resume ends one; resuming twice says so.
+		time.Sleep(400 * time.Millisecond)
+		ps, err = s.Pauses(ctx)
+		require.NoError(t, err)
+		require.Len(t, ps, 2)
+		ok, err := s.Resume(ctx, jobs.PauseConnection, "erp")
+		require.NoError(t, err)
+		require.True(t, ok)
+		ok, err = s.Resume(ctx, jobs.PauseConnection, "erp")
+		require.NoError(t, err)
+		require.False(t, ok)
+	})
+}
+
+func TestHeldJobs(t *testing.T) {
+	t.Parallel()
+	set, err := definitions.LoadFS(mapFS(`
+connections:
+  - {name: erp, type: test}
+  - {name: shop, type: test, maintenance: [{cron: "0 2 * * *", duration: 2h, timezone: Europe/Amsterdam}, {from: "2026-12-24T18:00:00Z", until: "2026-12-27T06:00:00Z"}]}
+jobs:
+  - {name: A, connection: erp, processor: P}
+  - {name: B, connection: erp, processor: P, push: {connection: shop, processor: P}}
+  - {name: C, connection: other, processor: P, schedule: {cron: "* * * * *"}}
+`), ".")
+	require.NoError(t, err)
+	at := func(s string) time.Time { t, _ := time.Parse(time.RFC3339, s); return t }
+	// 02:30 in Amsterdam (01:30 UTC in winter): inside the nightly window of shop.
+	h := jobs.HeldJobs(set, nil, at("2026-12-01T01:30:00Z"))
+	require.Len(t, h, 1)
+	require.True(t, h["B"].Runs())
+	require.Equal(t, "connection shop in a maintenance window until 2026-12-01T03:00:00Z", h["B"].Why())
+	require.Empty(t, jobs.HeldJobs(set, nil, at("2026-12-01T03:00:00Z")), "the window ends at 04:00 Amsterdam")
+	require.True(t, jobs.HeldJobs(set, nil, at("2026-12-25T12:00:00Z"))["B"].Runs(), "one-off window")
+
+	pauses := []jobs.Pause{{Kind: jobs.PauseConnection, Name: "erp", By: "ops"}, {Kind: jobs.PauseSchedule, Name: "C", By: "ops"}}
+	h = jobs.HeldJobs(set, pauses, at("2026-12-01T12:00:00Z"))
+	require.True(t, h["A"].Runs())
+	require.True(t, h["B"].Runs())
+	require.False(t, h["C"].Runs(), "a schedule pause holds only the ticks")
+	require.True(t, h["C"].Ticks())
+	require.Equal(t, "connection erp paused by ops", h["A"].Why())
+}
+
+func TestPoolDoesNotClaimRunsOfAPausedConnection(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		require.NoError(t, s.Pause(ctx, jobs.Pause{Kind: jobs.PauseConnection, Name: "t", By: "test", Reason: "maintenance"}))
+		for i := 0; i < 5; i++ {
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Flaky"), Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+		}
+		p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 4, PollInterval: 20 * time.Millisecond})
+		p.Start(ctx)
+		time.Sleep(300 * time.Millisecond)
+		e.mu.Lock()
+		calls := e.calls["Flaky"]
+		e.mu.Unlock()
+		require.Zero(t, calls, "no run of a paused connection starts")
+		require.EqualValues(t, 5, countStatus(t, s, jobs.StatusQueued))
+		ok, err := s.Resume(ctx, jobs.PauseConnection, "t")
+		require.NoError(t, err)
+		require.True(t, ok)
+		waitFor(t, 30*time.Second, func() bool { return countStatus(t, s, jobs.StatusSucceeded) == 5 }, "runs did not finish after resume")
+		p.Stop(ctx)
+		var used int64
+		require.NoError(t, s.DB().Raw("SELECT COUNT(*) FROM run_attempts").Scan(&used).Error)
+		require.EqualValues(t, 15, used, "3 attempts each (Flaky), none used while paused")
+	})
+}
+
+func mapFS(yaml string) fstest.MapFS { return fstest.MapFS{"jobs.yaml": {Data: []byte(yaml)}} }
