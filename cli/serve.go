@@ -27,6 +27,7 @@ type serveOptions struct {
 	addr         string
 	workers      int
 	batch        int
+	connShare    int
 	poll         time.Duration
 	leaseTTL     time.Duration
 	grace        time.Duration
@@ -62,6 +63,7 @@ operator, admin). Without tokens serve listens only on loopback.`,
 	f.StringVar(&o.addr, "http", "127.0.0.1:8080", "listen address of the API, dashboard and /metrics (\"\" disables HTTP)")
 	f.IntVar(&o.workers, "workers", 16, "runs executed at once by this instance")
 	f.IntVar(&o.batch, "batch", 0, "runs claimed per query (default min(workers, 100))")
+	f.IntVar(&o.connShare, "connection-share", 0, "most runs of one connection executing at once here, so that a hung ERP leaves workers for the others (default 3/4 of workers; -1: no cap; noop connections are not capped)")
 	f.DurationVar(&o.poll, "poll", time.Second, "how often to look for runs queued by other instances or coming due")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 30*time.Second, "lease length; heartbeats renew it every third of it, and another instance rescues a run whose lease lapsed")
 	f.DurationVar(&o.grace, "grace", 30*time.Second, "on SIGTERM, how long running runs may finish before they are released")
@@ -152,7 +154,10 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	ex := a.executor()
 	ex.LeaseTTL = o.leaseTTL
 	ex.Observer = m
-	pool := jobs.NewPool(jobs.PoolConfig{Executor: ex, Workers: o.workers, BatchSize: o.batch, PollInterval: o.poll, Observer: m})
+	if o.connShare > o.workers {
+		return usagef("--connection-share %d is more than --workers %d", o.connShare, o.workers)
+	}
+	pool := jobs.NewPool(jobs.PoolConfig{Executor: ex, Workers: o.workers, BatchSize: o.batch, PollInterval: o.poll, Observer: m, ConnectionShare: o.connShare})
 	pool.Start(ctx)
 	a.log.WithFields(map[string]any{"db": store.DSN(), "workers": o.workers, "jobs": len(set.Jobs)}).Info("workers started")
 

@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"testing"
+	"sync/atomic"
 	"testing/fstest"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
+	"github.com/jobrunner/jobrunner/processors"
 )
 
 func TestPauseResumeAndExpiry(t *testing.T) {
@@ -119,3 +121,61 @@ func TestPoolDoesNotClaimRunsOfAPausedConnection(t *testing.T) {
 }
 
 func mapFS(yaml string) fstest.MapFS { return fstest.MapFS{"jobs.yaml": {Data: []byte(yaml)}} }
+
+// A hung connection holds at most its share of the workers (three
+// quarters by default): another connection's runs still start at once.
+func TestHungConnectionLeavesWorkersForOthers(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		hang := make(chan struct{})
+		var hung atomic.Int64
+		e.reg.Register("Hang", processors.ProcessorFunc(func(ctx context.Context, r *processors.Run) error {
+			hung.Add(1)
+			select {
+			case <-hang:
+			case <-ctx.Done():
+			}
+			return nil
+		}), processors.ForConnectionTypes("test"))
+		started := make(chan time.Time, 10)
+		e.reg.Register("Quick", processors.ProcessorFunc(func(ctx context.Context, r *processors.Run) error {
+			started <- time.Now()
+			return nil
+		}), processors.ForConnectionTypes("test"))
+		e.defs.Connections = append(e.defs.Connections, &definitions.Connection{Name: "other", Type: "test"})
+		hj := *e.job(t, "Flaky")
+		hj.Name, hj.Processor = "HangJob", "Hang"
+		qj := *e.job(t, "Flaky")
+		qj.Name, qj.Processor, qj.Connection = "QuickJob", "Quick", "other"
+		e.defs.Jobs = append(e.defs.Jobs, &hj, &qj)
+		for range 40 {
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: &hj, Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+		}
+		p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 16, PollInterval: 20 * time.Millisecond})
+		p.Start(ctx)
+		defer func() { close(hang); p.Stop(ctx) }()
+		waitFor(t, 10*time.Second, func() bool { return hung.Load() == 12 }, "the hung connection did not take its share")
+		time.Sleep(100 * time.Millisecond)
+		require.EqualValues(t, 12, hung.Load(), "at most three quarters of 16 workers on one connection")
+		var waits []time.Duration
+		for range 5 {
+			enq := time.Now()
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: &qj, Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+			p.Wake()
+			select {
+			case at := <-started:
+				waits = append(waits, at.Sub(enq))
+			case <-time.After(5 * time.Second):
+				t.Fatal("a run of another connection did not start while one hung")
+			}
+		}
+		for _, w := range waits {
+			require.Less(t, w, 100*time.Millisecond, "waits %v", waits)
+		}
+		t.Logf("16 workers, 40 runs hung on one connection (12 running): another connection's runs started after %v", waits)
+	})
+}

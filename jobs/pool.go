@@ -32,6 +32,13 @@ type PoolConfig struct {
 	RescueInterval time.Duration
 	// Observer receives metrics; may be nil.
 	Observer Observer
+	// ConnectionShare caps the runs of one connection executing at once
+	// in this pool (a bulkhead: a hung ERP holds at most its share, the
+	// other connections' runs still start). Default: three quarters of
+	// Workers when Workers is at least 4 (else no cap); negative: no cap.
+	// Connections of type noop call nothing and are not capped. It adds to
+	// a connection's maxConcurrency, which counts across instances.
+	ConnectionShare int
 }
 
 // Pool claims due runs in batches and executes them on up to Workers
@@ -62,6 +69,14 @@ type Pool struct {
 	started atomic.Bool
 	// unrunnable are the jobs this pool does not claim (see skipList).
 	unrunnable atomic.Pointer[map[string]string]
+
+	// The bulkhead (ConnectionShare): the connections each job's runs
+	// call (capped types only), and how many runs of each connection are
+	// executing here.
+	jobConns  atomic.Pointer[map[string][]string]
+	connMu    sync.Mutex
+	connBusy  map[string]int
+	saturated atomic.Int64 // connections at their share
 	// now, closed by StopNow, ends Stop's wait at once.
 	now     chan struct{}
 	nowOnce sync.Once
@@ -92,6 +107,8 @@ func (c PoolConfig) Validate() error {
 		return fmt.Errorf("%w: PollInterval %s is negative", ErrBadPoolConfig, c.PollInterval)
 	case c.RescueInterval < 0:
 		return fmt.Errorf("%w: RescueInterval %s is negative", ErrBadPoolConfig, c.RescueInterval)
+	case c.ConnectionShare > 0 && c.Workers > 0 && c.ConnectionShare > c.Workers:
+		return fmt.Errorf("%w: ConnectionShare %d is more than Workers %d", ErrBadPoolConfig, c.ConnectionShare, c.Workers)
 	}
 	return nil
 }
@@ -122,6 +139,12 @@ func NewPool(cfg PoolConfig) *Pool {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
+	switch {
+	case cfg.ConnectionShare < 0:
+		cfg.ConnectionShare = 0
+	case cfg.ConnectionShare == 0 && cfg.Workers >= 4:
+		cfg.ConnectionShare = cfg.Workers * 3 / 4
+	}
 	ex := *cfg.Executor
 	ex.ReleaseOnShutdown = true
 	ex.giveUp = new(atomic.Int64)
@@ -133,7 +156,7 @@ func NewPool(cfg PoolConfig) *Pool {
 		cfg.RescueInterval = ex.ttl() / 2
 	}
 	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), now: make(chan struct{}),
-		maxPending: max(cfg.Workers, 2*maxCompleteBatch), work: make(chan *Claim, cfg.Workers)}
+		maxPending: max(cfg.Workers, 2*maxCompleteBatch), work: make(chan *Claim, cfg.Workers), connBusy: map[string]int{}}
 	p.comp = &completer{store: ex.Store, ch: make(chan *pending, 4*cfg.Workers)}
 	ex.finish = p.comp.finish
 	return p
@@ -231,6 +254,121 @@ func (p *Pool) skipList(log *logrus.Entry, set *definitions.Set) []string {
 	return names
 }
 
+// headroom returns how many more runs any capped connection below its
+// share may take here: a batch claims at most that many, so that no
+// connection's runs exceed their share (those at it are skipped).
+func (p *Pool) headroom() int {
+	if p.cfg.ConnectionShare <= 0 {
+		return p.cfg.Workers
+	}
+	h := p.cfg.ConnectionShare // also before the first definitions are seen
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	for _, n := range p.connBusy {
+		if n < p.cfg.ConnectionShare {
+			h = min(h, p.cfg.ConnectionShare-n)
+		}
+	}
+	return h
+}
+
+// withFull adds to skip the jobs whose connection is at its share.
+func (p *Pool) withFull(skip []string) []string {
+	if p.saturated.Load() <= 0 {
+		return skip
+	}
+	return append(append([]string{}, skip...), p.fullJobs()...)
+}
+
+// setJobConns records, for the bulkhead, the capped connections each job
+// of set calls.
+func (p *Pool) setJobConns(set *definitions.Set) {
+	if p.cfg.ConnectionShare <= 0 || set == nil {
+		return
+	}
+	m := map[string][]string{}
+	for _, j := range set.Jobs {
+		for _, cn := range jobConnections(j) {
+			if c, ok := set.Connection(cn); ok && c.Type == "noop" {
+				continue
+			}
+			m[j.Name] = append(m[j.Name], cn)
+		}
+	}
+	p.jobConns.Store(&m)
+}
+
+// acquireConns counts a run of job on its connections, unless one of them
+// is at its share: then it returns that connection and counts nothing.
+func (p *Pool) acquireConns(job string) string {
+	if p.cfg.ConnectionShare <= 0 {
+		return ""
+	}
+	m := p.jobConns.Load()
+	if m == nil {
+		return ""
+	}
+	conns := (*m)[job]
+	if len(conns) == 0 {
+		return ""
+	}
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	for _, cn := range conns {
+		if p.connBusy[cn] >= p.cfg.ConnectionShare {
+			return cn
+		}
+	}
+	for _, cn := range conns {
+		p.connBusy[cn]++
+		if p.connBusy[cn] == p.cfg.ConnectionShare {
+			p.saturated.Add(1)
+		}
+	}
+	return ""
+}
+
+// releaseConns undoes acquireConns.
+func (p *Pool) releaseConns(job string) {
+	if p.cfg.ConnectionShare <= 0 {
+		return
+	}
+	m := p.jobConns.Load()
+	if m == nil {
+		return
+	}
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	for _, cn := range (*m)[job] {
+		if p.connBusy[cn] == p.cfg.ConnectionShare {
+			p.saturated.Add(-1)
+		}
+		p.connBusy[cn]--
+	}
+}
+
+// fullJobs returns the jobs whose runs would exceed a connection's share
+// now (not claimed until a run of it ends).
+func (p *Pool) fullJobs() []string {
+	m := p.jobConns.Load()
+	if m == nil {
+		return nil
+	}
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	var out []string
+	for job, conns := range *m {
+		for _, cn := range conns {
+			if p.connBusy[cn] >= p.cfg.ConnectionShare {
+				out = append(out, job)
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // heldJobs returns the jobs of set held back now by pauses or
 // maintenance windows.
 func (p *Pool) heldJobs(ctx context.Context, set *definitions.Set) (map[string]Held, error) {
@@ -315,7 +453,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 		if int(p.pending.Load()) >= p.maxPending {
 			free = 0 // outcomes are waiting for the database: do not pile up more
 		}
-		want := min(free, p.cfg.BatchSize)
+		want := min(free, p.cfg.BatchSize, p.headroom())
 		if want > 0 && (eager || free >= threshold || p.busy.Load() == 0) {
 			var limits map[string]int
 			var groups map[string][]string
@@ -326,6 +464,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 					cachedLimits, cachedGroups = ClaimLimits(set)
 					cachedSkip = p.skipList(log, set)
 					skip = cachedSkip
+					p.setJobConns(set)
 				}
 				limits, groups = cachedLimits, cachedGroups
 				if set != heldOf || time.Since(pausesAt) >= p.cfg.PollInterval {
@@ -352,7 +491,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			} else {
 				token := newToken()
 				began := time.Now()
-				claims, err = p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: skip, Token: token})
+				claims, err = p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: p.withFull(skip), Token: token})
 				if err != nil {
 					unconfirmed = token
 				} else if debug := log.Logger.IsLevelEnabled(logrus.DebugLevel); debug && len(claims) > 0 {
@@ -377,6 +516,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			for _, c := range claims {
 				p.busy.Add(1)
 				p.runs.Add(1)
+				c.slotted = p.acquireConns(c.Run.Job) == ""
 				p.work <- c
 			}
 			if len(claims) == want {
@@ -431,8 +571,16 @@ func (p *Pool) execute(c *Claim) {
 	if p.runCtx.Err() != nil {
 		f = &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true,
 			ErrorMessage: "released at shutdown before it started", NotBefore: time.Now()}
+	} else if !c.slotted && p.cfg.ConnectionShare > 0 {
+		// Claimed past its connection's share (a safety net: the batch
+		// size keeps below it): give it back.
+		f = &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(200 * time.Millisecond),
+			ErrorMessage: fmt.Sprintf("its connection already has its share of this instance's workers (%d): released for later, no attempt used", p.cfg.ConnectionShare)}
 	} else {
 		f = p.ex.execute(p.runCtx, c)
+		if c.slotted {
+			p.releaseConns(c.Run.Job)
+		}
 	}
 	p.pending.Add(1)
 	if f == nil { // lease lost: nothing to record

@@ -394,6 +394,9 @@ type Claim struct {
 	TTL   time.Duration
 	// Started is when this execution started (this process's clock).
 	Started time.Time
+
+	// slotted: the pool counted it on its connections (the bulkhead).
+	slotted bool
 }
 
 // newToken returns a random lease token.
