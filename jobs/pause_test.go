@@ -2,8 +2,8 @@ package jobs_test
 
 import (
 	"context"
-	"testing"
 	"sync/atomic"
+	"testing"
 	"testing/fstest"
 	"time"
 
