@@ -254,22 +254,32 @@ func (p *Pool) skipList(log *logrus.Entry, set *definitions.Set) []string {
 	return names
 }
 
-// headroom returns how many more runs any capped connection below its
-// share may take here: a batch claims at most that many, so that no
-// connection's runs exceed their share (those at it are skipped).
-func (p *Pool) headroom() int {
-	if p.cfg.ConnectionShare <= 0 {
-		return p.cfg.Workers
+// tight returns the jobs of capped connections that have less room than
+// want below their share (but some), and the least such room: a batch of
+// want could take them past it.
+func (p *Pool) tight(want int) ([]string, int) {
+	if p.cfg.ConnectionShare <= 0 || want <= 0 {
+		return nil, 0
 	}
-	h := p.cfg.ConnectionShare // also before the first definitions are seen
+	m := p.jobConns.Load()
+	if m == nil {
+		return nil, 0
+	}
 	p.connMu.Lock()
 	defer p.connMu.Unlock()
-	for _, n := range p.connBusy {
-		if n < p.cfg.ConnectionShare {
-			h = min(h, p.cfg.ConnectionShare-n)
+	var jobs []string
+	room := want
+	for job, conns := range *m {
+		for _, cn := range conns {
+			if h := p.cfg.ConnectionShare - p.connBusy[cn]; h > 0 && h < want {
+				jobs = append(jobs, job)
+				room = min(room, h)
+				break
+			}
 		}
 	}
-	return h
+	sort.Strings(jobs)
+	return jobs, room
 }
 
 // withFull adds to skip the jobs whose connection is at its share.
@@ -453,7 +463,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 		if int(p.pending.Load()) >= p.maxPending {
 			free = 0 // outcomes are waiting for the database: do not pile up more
 		}
-		want := min(free, p.cfg.BatchSize, p.headroom())
+		want := min(free, p.cfg.BatchSize)
 		if want > 0 && (eager || free >= threshold || p.busy.Load() == 0) {
 			var limits map[string]int
 			var groups map[string][]string
@@ -491,7 +501,24 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			} else {
 				token := newToken()
 				began := time.Now()
-				claims, err = p.ex.Store.ClaimBatch(ctx, ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: p.withFull(skip), Token: token})
+				// The bulkhead: jobs of a connection with less room than want
+				// are claimed only in a second, smaller batch, when the first
+				// did not fill the pool.
+				tight, room := p.tight(want)
+				opts := ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: p.withFull(skip), Token: token}
+				if len(tight) > 0 {
+					opts.Skip = append(opts.Skip, tight...)
+				}
+				claims, err = p.ex.Store.ClaimBatch(ctx, opts)
+				if err == nil && len(tight) > 0 && len(claims) < want && room > 0 {
+					opts.Token, opts.Max, opts.Skip = newToken(), min(want-len(claims), room), p.withFull(skip)
+					more, err2 := p.ex.Store.ClaimBatch(ctx, opts)
+					if err2 != nil {
+						unconfirmed = opts.Token // executed next time round if it committed
+						log.Warnf("cannot claim runs, retrying: %s", redactErr(err2, p.ex.Store.dsn))
+					}
+					claims = append(claims, more...)
+				}
 				if err != nil {
 					unconfirmed = token
 				} else if debug := log.Logger.IsLevelEnabled(logrus.DebugLevel); debug && len(claims) > 0 {
