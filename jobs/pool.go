@@ -297,13 +297,18 @@ func (p *Pool) setJobConns(set *definitions.Set) {
 		return
 	}
 	m := map[string][]string{}
+	used := map[string]bool{}
 	for _, j := range set.Jobs {
 		for _, cn := range jobConnections(j) {
+			used[cn] = true
 			if c, ok := set.Connection(cn); ok && c.Type == "noop" {
 				continue
 			}
 			m[j.Name] = append(m[j.Name], cn)
 		}
+	}
+	if len(used) < 2 { // one connection: there is no other to leave workers for
+		m = map[string][]string{}
 	}
 	p.jobConns.Store(&m)
 }
