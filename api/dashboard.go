@@ -80,6 +80,7 @@ type pageData struct {
 }
 
 var templateFuncs = template.FuncMap{
+	"changedERP": changedERP,
 	"ts": func(t any) string {
 		switch v := t.(type) {
 		case time.Time:
@@ -982,6 +983,12 @@ func (s *Server) resumeSubmit(w http.ResponseWriter, r *http.Request, sess *sess
 	return nil
 }
 
+// changedERP reports whether run succeeded and changed records (a retry
+// would repeat its changes).
+func changedERP(run *jobs.Run) bool {
+	return (run.Status == jobs.StatusSucceeded || run.Status == jobs.StatusSucceededWithWarnings) && run.RecordsChanged > 0 && !run.Preview
+}
+
 func (s *Server) runCancelSubmit(w http.ResponseWriter, r *http.Request, sess *session) error {
 	id, err := runID(r)
 	if err != nil {
@@ -998,6 +1005,23 @@ func (s *Server) runRetrySubmit(w http.ResponseWriter, r *http.Request, sess *se
 	id, err := runID(r)
 	if err != nil {
 		return err
+	}
+	// Retrying a run that succeeded and changed the ERP repeats its
+	// changes: the form must say the operator knows.
+	if r.PostForm.Get("confirmChanges") != "1" {
+		run, err := s.cfg.Store.Get(r.Context(), id)
+		if err != nil {
+			return storeError(err)
+		}
+		if changedERP(run) {
+			d, derr := s.runPageData(r.Context(), sess, id, nil)
+			if derr != nil {
+				return derr
+			}
+			d.Error = fmt.Sprintf("Run %d succeeded and changed %d records: a retry repeats those changes. Tick \"repeat its changes\" to retry it anyway.", id, run.RecordsChanged)
+			s.render(w, http.StatusConflict, "run", d)
+			return nil
+		}
 	}
 	if r.PostForm.Get("override") == "1" {
 		run, err := s.cfg.Store.Get(r.Context(), id)

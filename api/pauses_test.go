@@ -3,6 +3,7 @@ package api_test
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -111,4 +112,31 @@ connections:
 	} {
 		require.Contains(t, err.Error(), want)
 	}
+}
+
+func TestDashboardRetryOfARunThatChangedTheERPAsksFirst(t *testing.T) {
+	t.Parallel()
+	store := jobstest.Open(t, "sqlite")
+	e := newEnv(t, store, envOptions{work: true, demo: true})
+	id := e.trigger("OrderCancel", map[string]any{"OrderNumber": "WEB000123"})
+	run := e.waitStatus(id, jobs.StatusSucceeded)
+	require.EqualValues(t, 1, run.RecordsChanged)
+	b := e.browser()
+	b.login(operatorSecret)
+	path := "/runs/" + strconv.FormatInt(id, 10)
+	_, _, page := b.page(http.MethodGet, path, nil)
+	require.Contains(t, page, `id="confirm-changes"`)
+	status, _, page := b.post(path+"/retry", nil)
+	require.Equal(t, http.StatusConflict, status)
+	require.Contains(t, page, "a retry repeats those changes")
+	require.EqualValues(t, 1, countRuns(t, store), "nothing retried without the confirmation")
+	_, newPath, _ := b.post(path+"/retry", url.Values{"confirmChanges": {"1"}})
+	require.NotEqual(t, path, newPath)
+	require.EqualValues(t, 2, countRuns(t, store))
+
+	// A failed run (it changed nothing) retries without asking.
+	failed := e.trigger("OrderCancel", map[string]any{"OrderNumber": "WEB000126"})
+	e.waitStatus(failed, jobs.StatusFailed)
+	_, _, page = b.page(http.MethodGet, "/runs/"+strconv.FormatInt(failed, 10), nil)
+	require.NotContains(t, page, `id="confirm-changes"`)
 }
