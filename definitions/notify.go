@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"text/template"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -18,10 +19,16 @@ const (
 	NotifyWarning    = "warning"    // the run succeeded with warnings
 	NotifySuccess    = "success"    // the run succeeded (with or without warnings)
 	NotifyCompletion = "completion" // the run finished, whatever its outcome
+	NotifyWaiting    = "waiting"    // the run has waited (snoozed on a code) longer than waitingAfter
 )
 
 // NotifyEvents lists the values notify.on accepts.
-var NotifyEvents = []string{NotifyFailure, NotifyWarning, NotifySuccess, NotifyCompletion}
+var NotifyEvents = []string{NotifyFailure, NotifyWarning, NotifySuccess, NotifyCompletion, NotifyWaiting}
+
+// DefaultWaitingAfter is how long a run waits (snoozed on a platform code
+// such as VTEX EOI011, an order awaiting a person) before notify.on
+// waiting reports it.
+const DefaultWaitingAfter = 30 * time.Minute
 
 // DefaultSubject is the e-mail subject template when none is written.
 const DefaultSubject = "jobrunner: {{.Job}} run {{.RunID}} {{.Status}}"
@@ -36,11 +43,23 @@ type Notify struct {
 	On []string
 	// Preview: preview runs notify too (default false: they never do).
 	Preview bool
+	// WaitingAfter is how long a run waits before the waiting event
+	// reports it (default DefaultWaitingAfter); once per run.
+	WaitingAfter Duration
 	Webhook *WebhookTarget
 	Email   *EmailTarget
 	Pos     Pos `json:"-"`
 
 	src source
+}
+
+// Waiting returns how long a run waits before the waiting event reports
+// it (WaitingAfter, else DefaultWaitingAfter).
+func (n *Notify) Waiting() time.Duration {
+	if n != nil && n.WaitingAfter > 0 {
+		return n.WaitingAfter.D()
+	}
+	return DefaultWaitingAfter
 }
 
 // Wants reports whether the job notifies on event; an empty On means
@@ -117,7 +136,7 @@ type SMTPConfig struct {
 }
 
 var (
-	notifyKeys  = []string{"on", "preview", "webhook", "email"}
+	notifyKeys  = []string{"on", "preview", "waitingAfter", "webhook", "email"}
 	webhookKeys = []string{"url", "secret"}
 	emailKeys   = []string{"to", "subject"}
 	smtpKeys    = []string{"host", "port", "from", "username", "password", "startTLS", "insecureSkipVerify"}
@@ -147,6 +166,8 @@ func (l *loader) notify(k, n *yaml.Node, path string) (*Notify, bool) {
 			}
 		case "preview":
 			nt.Preview, good = l.bool(v, fp)
+		case "waitingAfter":
+			nt.WaitingAfter, good = l.duration(v, fp)
 		case "webhook":
 			if isNull(v) {
 				break
@@ -252,11 +273,19 @@ func (v *validator) notify(n *Notify, jobPath string, smtp *SMTPConfig) {
 		p := n.src.at("on", n.Pos)
 		switch {
 		case !contains(NotifyEvents, ev):
-			v.add(p, index(join(path, "on"), i), "unknown event %q%s (want failure, warning, success or completion)", ev, hint(ev, NotifyEvents))
+			v.add(p, index(join(path, "on"), i), "unknown event %q%s (want failure, warning, success, completion or waiting)", ev, hint(ev, NotifyEvents))
 		case seen[ev]:
 			v.add(p, index(join(path, "on"), i), "%q is listed twice", ev)
 		}
 		seen[ev] = true
+	}
+	if _, set := n.src.fields["waitingAfter"]; set && !n.src.bad["waitingAfter"] {
+		switch {
+		case !n.Wants(NotifyWaiting):
+			v.add(n.src.at("waitingAfter", n.Pos), join(path, "waitingAfter"), "only the waiting event reads waitingAfter: add waiting to on")
+		case n.WaitingAfter <= 0:
+			v.add(n.src.at("waitingAfter", n.Pos), join(path, "waitingAfter"), "want a positive duration such as 30m")
+		}
 	}
 	if n.Webhook == nil && n.Email == nil && !n.src.bad["webhook"] && !n.src.bad["email"] {
 		v.add(n.Pos, path, "names no target: add webhook, email or both")

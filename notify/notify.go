@@ -83,6 +83,9 @@ const (
 	KindSuccess    = definitions.NotifySuccess
 	KindCompletion = definitions.NotifyCompletion
 	KindRecovery   = "recovery"
+	// KindWaiting: a run snoozed on a code (waiting for a platform or a
+	// person) for longer than the job's notify.waitingAfter; once per run.
+	KindWaiting = definitions.NotifyWaiting
 )
 
 // Outbox row statuses.
@@ -261,6 +264,11 @@ func (n *Notifier) Start(ctx context.Context) {
 		defer n.wg.Done()
 		n.loop(ctx, "scan", func(ctx context.Context) (bool, error) {
 			created, more, err := n.Scan(ctx)
+			if err == nil {
+				var w int
+				w, err = n.ScanWaiting(ctx)
+				created += w
+			}
 			if created > 0 {
 				n.Wake()
 			}

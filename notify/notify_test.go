@@ -512,3 +512,48 @@ func TestMissingSecrets(t *testing.T) {
 	require.Equal(t, []string{"JR_HOOK_SECRET", "JR_SMTP_PASSWORD"}, MissingSecrets(set, func(string) string { return "" }))
 	require.Nil(t, MissingSecrets(nil, testEnv))
 }
+
+func TestWaitingRunNotifiesOnceAfterWaitingAfter(t *testing.T) {
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		hook := newWebhook(t)
+		set := loadDefs(t, fmt.Sprintf(`
+connections: [{name: erp, type: http}]
+jobs:
+  - name: J
+    connection: erp
+    processor: P
+    notify: {on: [waiting, failure], waitingAfter: 1h, webhook: {url: %q, secret: JR_HOOK_SECRET}}
+`, hook.srv.URL))
+		job, _ := set.Job("J")
+		n := newNotifier(t, s, set, nil, nil, nil)
+		ctx := context.Background()
+		waiting := enqueue(t, s, job, false)
+		fresh := enqueue(t, s, job, false)
+		enqueue(t, s, job, false) // never ran: not waiting
+		now := time.Now().UTC()
+		next := now.Add(15 * time.Minute)
+		// Snoozed on EOI011 since 2 h (fresh: since 10 min); plain never ran.
+		for _, w := range []struct {
+			id    int64
+			since time.Time
+		}{{waiting, now.Add(-2 * time.Hour)}, {fresh, now.Add(-10 * time.Minute)}} {
+			require.NoError(t, s.DB().Exec("UPDATE runs SET attempt = 3, snoozes = 3, error_code = 'EOI011', error_message = 'Order is waiting for manual authorization by the seller', started_at = ?, not_before = ? WHERE id = ?",
+				w.since, next, w.id).Error)
+		}
+		for range 2 { // a repeated scan adds nothing
+			_, err := n.ScanWaiting(ctx)
+			require.NoError(t, err)
+		}
+		_, err := n.Deliver(ctx)
+		require.NoError(t, err)
+		ds := hook.deliveries()
+		require.Len(t, ds, 1)
+		d := ds[0]
+		require.Equal(t, KindWaiting, d.Event)
+		require.Equal(t, waiting, d.Summary.ID)
+		require.Equal(t, "EOI011", d.Summary.ErrorCode)
+		require.WithinDuration(t, now.Add(-2*time.Hour), *d.Summary.WaitingSince, time.Second)
+		require.WithinDuration(t, next, *d.Summary.NextCheck, time.Second)
+		require.Contains(t, d.Summary.Text(), "is waiting on EOI011 since")
+	})
+}

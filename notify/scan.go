@@ -174,6 +174,83 @@ func (n *Notifier) Scan(ctx context.Context) (created int, more bool, err error)
 	return created, more, nil
 }
 
+// ScanWaiting creates a waiting notification (once per run and channel)
+// for each run of a job whose notify.on has waiting that is queued after
+// a snooze on a code (Run.Waiting) and has waited longer than the job's
+// waitingAfter since its first execution. It returns how many outbox rows
+// it created. Preview runs notify only when the job opts in.
+func (n *Notifier) ScanWaiting(ctx context.Context) (int, error) {
+	set := n.cfg.Definitions()
+	if set == nil {
+		return 0, nil
+	}
+	red := n.redactor()
+	created := 0
+	for _, j := range set.Jobs {
+		nt := j.Notify
+		if nt == nil || !nt.Wants(KindWaiting) {
+			continue
+		}
+		before := n.cfg.Now().UTC().Add(-nt.Waiting())
+		q := "SELECT " + runCols + ", started_at, not_before FROM runs r WHERE r.job = ? AND r.status = ? AND r.snoozes > 0 AND r.error_code <> '' AND r.attempt > 0" +
+			" AND r.started_at <= ? AND NOT EXISTS (SELECT 1 FROM notifications x WHERE x.run_id = r.id AND x.kind = ?)"
+		args := []any{j.Name, string(jobs.StatusQueued), before, KindWaiting}
+		if !nt.Preview {
+			q += " AND r.preview = ?"
+			args = append(args, false)
+		}
+		q += " ORDER BY r.id LIMIT ?"
+		args = append(args, n.cfg.Batch)
+		rows, err := n.cfg.Store.DB().WithContext(ctx).Raw(q, args...).Rows()
+		if err != nil {
+			return created, fmt.Errorf("scan waiting runs of %s: %w", j.Name, err)
+		}
+		type waiting struct {
+			runRow
+			started, next sql.NullTime
+		}
+		var ws []waiting
+		for rows.Next() {
+			var w waiting
+			r := &w.runRow
+			if err := rows.Scan(&r.id, &r.job, &r.status, &r.preview, &r.trigger, &r.by, &r.params, &r.errCode, &r.errMsg,
+				&r.attempt, &r.snoozes, &r.createdAt, &r.finishedAt, &w.started, &w.next); err != nil {
+				rows.Close()
+				return created, fmt.Errorf("read a waiting run: %w", err)
+			}
+			ws = append(ws, w)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return created, fmt.Errorf("scan waiting runs of %s: %w", j.Name, err)
+		}
+		for _, w := range ws {
+			r := w.runRow
+			s := Summary{Event: KindWaiting, ID: r.id, Job: r.job, Status: r.status, Trigger: r.trigger, TriggeredBy: red.clean(r.by),
+				Preview: r.preview, ErrorCode: red.clean(r.errCode), ErrorMessage: red.clean(r.errMsg.String),
+				Attempts: r.attempt - r.snoozes, CreatedAt: r.createdAt.UTC(), Link: RunLink(n.cfg.BaseURL, r.id)}
+			s.Parameters = json.RawMessage("{}")
+			if p := red.clean(r.params.String); json.Valid([]byte(p)) && p != "" {
+				s.Parameters = json.RawMessage(p)
+			}
+			if w.started.Valid {
+				t := w.started.Time.UTC()
+				s.WaitingSince = &t
+			}
+			if w.next.Valid {
+				t := w.next.Time.UTC()
+				s.NextCheck = &t
+			}
+			c, err := n.insert(n.cfg.Store.DB().WithContext(ctx), nt, r.id, r.job, KindWaiting, s)
+			if err != nil {
+				return created, fmt.Errorf("run %d: %w", r.id, err)
+			}
+			created += c
+		}
+	}
+	return created, nil
+}
+
 // initCursor creates the cursor when it is missing (normally migration
 // 0002 does): at the oldest active run, or after the newest run, so that
 // history is not notified. A cursor that exists but is locked by another
@@ -313,6 +390,13 @@ func (n *Notifier) handle(tx *gorm.DB, job *definitions.Job, r *runRow, red *red
 		t := r.finishedAt.Time.UTC()
 		s.FinishedAt = &t
 	}
+	return n.insert(tx, nt, r.id, r.job, kind, s)
+}
+
+// insert adds the outbox rows of one notification, one per channel of nt;
+// a row that exists already (another scan made it) is left alone.
+func (n *Notifier) insert(tx *gorm.DB, nt *definitions.Notify, runID int64, job, kind string, s Summary) (int, error) {
+	nowSQL, nowArgs := n.now(0)
 	payload, err := json.Marshal(s)
 	if err != nil {
 		return 0, fmt.Errorf("encode the summary: %w", err)
@@ -333,7 +417,7 @@ func (n *Notifier) handle(tx *gorm.DB, job *definitions.Job, r *runRow, red *red
 	}
 	created := 0
 	for _, ch := range channels {
-		args := append([]any{r.id, r.job, ch, kind, StatusPending}, nowArgs...)
+		args := append([]any{runID, job, ch, kind, StatusPending}, nowArgs...)
 		args = append(args, nowArgs...)
 		args = append(args, string(payload))
 		res := tx.Exec(ins, args...)

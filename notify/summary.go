@@ -36,6 +36,10 @@ type Summary struct {
 	// Streak describes the failure streak a failure starts or a recovery
 	// ends.
 	Streak *Streak `json:"streak,omitempty"`
+	// WaitingSince and NextCheck describe a waiting run (event waiting):
+	// since its first execution, and when it is checked again.
+	WaitingSince *time.Time `json:"waitingSince,omitempty"`
+	NextCheck    *time.Time `json:"nextCheck,omitempty"`
 }
 
 // Streak is a job's run of consecutive failures.
@@ -64,6 +68,16 @@ func (s *Summary) Text() string {
 			fmt.Fprintf(&b, " after %d failed run(s) since run %d", s.Streak.Failures, s.Streak.FirstRunID)
 		}
 		b.WriteString(".\n")
+	case KindWaiting:
+		fmt.Fprintf(&b, "%s run %d is waiting on %s", s.Job, s.ID, s.ErrorCode)
+		if s.WaitingSince != nil {
+			fmt.Fprintf(&b, " since %s", s.WaitingSince.UTC().Format(time.RFC3339))
+		}
+		b.WriteString(": it may need someone to act.")
+		if s.NextCheck != nil {
+			fmt.Fprintf(&b, " Next check: %s.", s.NextCheck.UTC().Format(time.RFC3339))
+		}
+		b.WriteString("\n")
 	case KindFailure:
 		fmt.Fprintf(&b, "%s failed: run %d.", s.Job, s.ID)
 		b.WriteString(" Further failures of this job are not reported until it succeeds again.\n")
