@@ -46,9 +46,9 @@ type Notify struct {
 	// WaitingAfter is how long a run waits before the waiting event
 	// reports it (default DefaultWaitingAfter); once per run.
 	WaitingAfter Duration
-	Webhook *WebhookTarget
-	Email   *EmailTarget
-	Pos     Pos `json:"-"`
+	Webhook      *WebhookTarget
+	Email        *EmailTarget
+	Pos          Pos `json:"-"`
 
 	src source
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"testing/fstest"
 
 	"github.com/stretchr/testify/require"
@@ -75,8 +76,9 @@ smtp:
 
 func TestNotifyAllFields(t *testing.T) {
 	set, probs := loadNotify(t, notifyBase+`    notify:
-      on: [failure, warning, success, completion]
+      on: [failure, warning, success, completion, waiting]
       preview: true
+      waitingAfter: 2h
       email: {to: ops@example.com, subject: "[{{.Event}}] {{.Job}} run {{.RunID}} {{.Status}}"}
 smtp: {host: 127.0.0.1, port: 2525, from: j@example.com, startTLS: false, insecureSkipVerify: true}
 `)
@@ -84,6 +86,7 @@ smtp: {host: 127.0.0.1, port: 2525, from: j@example.com, startTLS: false, insecu
 	j, _ := set.Job("OrderCancel")
 	require.Equal(t, NotifyEvents, j.Notify.On)
 	require.True(t, j.Notify.Preview)
+	require.Equal(t, 2*time.Hour, j.Notify.Waiting())
 	require.Nil(t, j.Notify.Webhook)
 	require.Equal(t, []string{"ops@example.com"}, j.Notify.Email.To)
 	require.Equal(t, 2525, set.SMTP.Port)
