@@ -21,6 +21,7 @@ import (
 	"github.com/jobrunner/jobrunner/buildinfo"
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/notify"
 )
 
 // Dashboard cookies.
@@ -765,17 +766,19 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request, sess *session)
 
 type runData struct {
 	// Traces are the OpenTelemetry traces of the attempts (0: trigger).
-	Traces     []jobs.RunTrace
-	Run        *jobs.Run
-	Attempts   []attemptView
-	Params     []kv
-	Result     string
-	Logs       []jobs.LogLine
-	LogsAfter  int64
-	MoreLogs   bool
-	Duration   string
-	Retry      *runForm
-	CanOperate bool
+	Traces []jobs.RunTrace
+	// Notifications are the run's outbox rows (sent, pending, failed).
+	Notifications []notify.Notification
+	Run           *jobs.Run
+	Attempts      []attemptView
+	Params        []kv
+	Result        string
+	Logs          []jobs.LogLine
+	LogsAfter     int64
+	MoreLogs      bool
+	Duration      string
+	Retry         *runForm
+	CanOperate    bool
 	// Steps are a multi-step run's steps; FailedStep is set when a retry
 	// may start from the failed step. Children are the runs its links
 	// started.
@@ -847,6 +850,11 @@ func (s *Server) runPageData(ctx context.Context, sess *session, id int64, retry
 	}
 	data := runData{Run: run, Attempts: attemptViews(atts), Duration: runDuration(run, s.cfg.Now()),
 		CanOperate: sess.who.Role >= RoleOperator, Steps: steps, Children: kids, Traces: traces}
+	if nts, err := notify.ForRun(ctx, s.cfg.Store.DB(), id); err == nil {
+		data.Notifications = nts
+	} else {
+		s.log().WithError(err).Warn("dashboard: cannot read the run's notifications")
+	}
 	for _, st := range steps {
 		if st.Status != jobs.StepSucceeded && st.Status != jobs.StepReused {
 			data.FailedStep = run.Status.Final()

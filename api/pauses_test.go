@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -139,4 +140,20 @@ func TestDashboardRetryOfARunThatChangedTheERPAsksFirst(t *testing.T) {
 	e.waitStatus(failed, jobs.StatusFailed)
 	_, _, page = b.page(http.MethodGet, "/runs/"+strconv.FormatInt(failed, 10), nil)
 	require.NotContains(t, page, `id="confirm-changes"`)
+}
+
+func TestRunPageShowsNotifications(t *testing.T) {
+	t.Parallel()
+	store := jobstest.Open(t, "sqlite")
+	e := newEnv(t, store, envOptions{})
+	id := e.trigger("Noop", nil)
+	now := time.Now().UTC()
+	require.NoError(t, store.DB().Exec("INSERT INTO notifications (run_id, job, channel, kind, status, attempts, next_attempt_at, last_error, created_at, payload) VALUES (?, 'Noop', 'webhook', 'failure', 'pending', 2, ?, 'connection refused', ?, '{}')",
+		id, now.Add(time.Minute), now).Error)
+	b := e.browser()
+	b.login(viewerSecret)
+	_, _, page := b.page(http.MethodGet, "/runs/"+strconv.FormatInt(id, 10), nil)
+	require.Contains(t, page, `id="notifications"`)
+	require.Contains(t, page, "connection refused")
+	require.Contains(t, page, `nt-pending`)
 }

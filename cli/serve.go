@@ -162,7 +162,8 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	a.log.WithFields(map[string]any{"db": store.DSN(), "workers": o.workers, "jobs": len(set.Jobs)}).Info("workers started")
 
 	host, _ := os.Hostname()
-	notifier, err := notify.New(notify.Config{Store: store, Definitions: a.defs.Load, Log: a.log, BaseURL: o.baseURL, Owner: host, Getenv: a.getenv})
+	notifier, err := notify.New(notify.Config{Store: store, Definitions: a.defs.Load, Log: a.log, BaseURL: o.baseURL, Owner: host, Getenv: a.getenv,
+		OnOutcome: m.ObserveNotification})
 	if err != nil {
 		pool.Stop(context.Background())
 		return err

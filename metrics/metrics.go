@@ -76,6 +76,7 @@ type Metrics struct {
 	leasesRescued prometheus.Counter
 	erpResponses  *prometheus.CounterVec
 	hookCalls     *prometheus.CounterVec
+	notifications *prometheus.CounterVec
 }
 
 var _ jobs.Observer = (*Metrics)(nil)
@@ -116,7 +117,11 @@ func New(opts Options) *Metrics {
 		Name: "jobrunner_hook_calls_total",
 		Help: "Inbound hook calls (POST /hooks/{name}) by hook and outcome: accepted, duplicate, filtered, unauthorized, invalid, unavailable.",
 	}, []string{"hook", "outcome"})
-	m.reg.MustRegister(m.runsFinished, m.attempts, m.attemptDur, m.schedulerLag, m.leasesRescued, m.erpResponses, m.hookCalls)
+	m.notifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jobrunner_notifications_total",
+		Help: "Notification deliveries by channel (webhook, email), kind (failure, recovery, waiting, ...) and outcome (sent, retry, failed).",
+	}, []string{"channel", "kind", "outcome"})
+	m.reg.MustRegister(m.runsFinished, m.attempts, m.attemptDur, m.schedulerLag, m.leasesRescued, m.erpResponses, m.hookCalls, m.notifications)
 	bi := buildinfo.Read()
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "jobrunner", Name: "build_info",
@@ -202,6 +207,14 @@ func (m *Metrics) ObserveERPResponse(conn string, code int) {
 		return
 	}
 	m.erpResponses.WithLabelValues(conn, StatusClass(code)).Inc()
+}
+
+// ObserveNotification counts one notification delivery's outcome.
+func (m *Metrics) ObserveNotification(channel, kind, outcome string) {
+	if m == nil {
+		return
+	}
+	m.notifications.WithLabelValues(channel, kind, outcome).Inc()
 }
 
 // ObserveHookCall counts one call of a defined hook by its outcome.

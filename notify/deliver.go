@@ -229,13 +229,19 @@ func (n *Notifier) record(ctx context.Context, nt *Notification, sendErr error, 
 		wait = min(2*wait, 5*time.Second)
 	}
 	log := n.log.WithFields(fields)
+	outcome := "retry"
 	switch {
 	case sendErr == nil:
+		outcome = "sent"
 		log.Info("notification sent")
 	case nt.Attempts >= n.cfg.MaxAttempts:
+		outcome = "failed"
 		log.Errorf("notification failed for good after %d attempts: %s", nt.Attempts, msg)
 	default:
 		log.Warnf("notification not sent, will retry: %s", msg)
+	}
+	if n.cfg.OnOutcome != nil {
+		n.cfg.OnOutcome(nt.Channel, nt.Kind, outcome)
 	}
 }
 

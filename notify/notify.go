@@ -160,6 +160,9 @@ type Config struct {
 	// SMTPRootCAs verifies the SMTP server's certificate; default the
 	// system pool.
 	SMTPRootCAs *x509.CertPool
+	// OnOutcome, when set, is told each delivery's outcome once recorded
+	// (outcome sent, retry or failed), for metrics; it must be fast.
+	OnOutcome func(channel, kind, outcome string)
 	// Batch is the most runs scanned, and notifications claimed, at once;
 	// default 100.
 	Batch int

@@ -525,7 +525,10 @@ jobs:
     notify: {on: [waiting, failure], waitingAfter: 1h, webhook: {url: %q, secret: JR_HOOK_SECRET}}
 `, hook.srv.URL))
 		job, _ := set.Job("J")
-		n := newNotifier(t, s, set, nil, nil, nil)
+		var outcomes []string
+		n := newNotifier(t, s, set, nil, nil, func(c *Config) {
+			c.OnOutcome = func(channel, kind, outcome string) { outcomes = append(outcomes, channel+"/"+kind+"/"+outcome) }
+		})
 		ctx := context.Background()
 		waiting := enqueue(t, s, job, false)
 		fresh := enqueue(t, s, job, false)
@@ -555,5 +558,6 @@ jobs:
 		require.WithinDuration(t, now.Add(-2*time.Hour), *d.Summary.WaitingSince, time.Second)
 		require.WithinDuration(t, next, *d.Summary.NextCheck, time.Second)
 		require.Contains(t, d.Summary.Text(), "is waiting on EOI011 since")
+		require.Equal(t, []string{"webhook/waiting/sent"}, outcomes, "counted for metrics")
 	})
 }
