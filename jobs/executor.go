@@ -335,6 +335,9 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
+	if c.watch != nil {
+		defer c.watch(run.ID, cancel)()
+	}
 	hb := &heartbeat{store: e.Store, claim: c, cancel: cancel, log: mirror, lastOK: c.Started}
 	var (
 		pmu  sync.Mutex

@@ -179,3 +179,47 @@ func TestHungConnectionLeavesWorkersForOthers(t *testing.T) {
 		t.Logf("16 workers, 40 runs hung on one connection (12 running): another connection's runs started after %v", waits)
 	})
 }
+
+// An operator's cancel reaches a running processor within a second, not
+// at the next heartbeat (a third of the lease).
+func TestCancelReachesTheProcessorWithinASecond(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		started := make(chan struct{})
+		stopped := make(chan time.Time, 1)
+		e.reg.Register("Long", processors.ProcessorFunc(func(ctx context.Context, r *processors.Run) error {
+			close(started)
+			<-ctx.Done()
+			stopped <- time.Now()
+			return ctx.Err()
+		}), processors.ForConnectionTypes("test"))
+		j := *e.job(t, "Flaky")
+		j.Name, j.Processor, j.Timeout = "LongJob", "Long", definitions.Duration(time.Minute)
+		e.defs.Jobs = append(e.defs.Jobs, &j)
+		enq, err := s.Enqueue(ctx, jobs.NewRun{Job: &j, Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+		ex := *e.ex
+		ex.LeaseTTL = 30 * time.Second // heartbeats every 10 s
+		p := jobs.NewPool(jobs.PoolConfig{Executor: &ex, Workers: 2, PollInterval: 20 * time.Millisecond})
+		p.Start(ctx)
+		defer p.Stop(ctx)
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the run did not start")
+		}
+		asked := time.Now()
+		_, err = s.Cancel(ctx, enq.Run.ID, "ops")
+		require.NoError(t, err)
+		select {
+		case at := <-stopped:
+			require.Less(t, at.Sub(asked), time.Second)
+			t.Logf("cancel reached the processor after %s", at.Sub(asked).Round(time.Millisecond))
+		case <-time.After(5 * time.Second):
+			t.Fatal("the cancel did not reach the processor within 5 s")
+		}
+		waitFor(t, 10*time.Second, func() bool { return countStatus(t, s, jobs.StatusCancelled) == 1 }, "the run did not end cancelled")
+	})
+}

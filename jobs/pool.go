@@ -73,9 +73,12 @@ type Pool struct {
 	// The bulkhead (ConnectionShare): the connections each job's runs
 	// call (capped types only), and how many runs of each connection are
 	// executing here.
-	jobConns  atomic.Pointer[map[string][]string]
-	connMu    sync.Mutex
-	connBusy  map[string]int
+	jobConns atomic.Pointer[map[string][]string]
+	connMu   sync.Mutex
+	connBusy map[string]int
+	// cancels are the running executions' cancel functions, by run id.
+	cancelMu  sync.Mutex
+	cancels   map[int64]context.CancelCauseFunc
 	saturated atomic.Int64 // connections at their share
 	// now, closed by StopNow, ends Stop's wait at once.
 	now     chan struct{}
@@ -156,7 +159,7 @@ func NewPool(cfg PoolConfig) *Pool {
 		cfg.RescueInterval = ex.ttl() / 2
 	}
 	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), now: make(chan struct{}),
-		maxPending: max(cfg.Workers, 2*maxCompleteBatch), work: make(chan *Claim, cfg.Workers), connBusy: map[string]int{}}
+		maxPending: max(cfg.Workers, 2*maxCompleteBatch), work: make(chan *Claim, cfg.Workers), connBusy: map[string]int{}, cancels: map[int64]context.CancelCauseFunc{}}
 	p.comp = &completer{store: ex.Store, ch: make(chan *pending, 4*cfg.Workers)}
 	ex.finish = p.comp.finish
 	return p
@@ -179,9 +182,62 @@ func (p *Pool) Start(ctx context.Context) {
 		p.workers.Add(1)
 		go p.worker()
 	}
-	p.loops.Add(2)
+	p.loops.Add(3)
 	go p.fetchLoop(fetchCtx)
 	go p.rescueLoop(fetchCtx)
+	go p.cancelLoop(fetchCtx)
+}
+
+// CancelInterval is how often a pool asks the database whether an
+// operator cancelled one of its running runs (one query for all of them):
+// a cancel reaches the processor within about this long, not only at the
+// next heartbeat.
+const CancelInterval = 500 * time.Millisecond
+
+// watch registers a running execution's cancel function (see Claim.watch).
+func (p *Pool) watch(id int64, cancel context.CancelCauseFunc) func() {
+	p.cancelMu.Lock()
+	p.cancels[id] = cancel
+	p.cancelMu.Unlock()
+	return func() {
+		p.cancelMu.Lock()
+		delete(p.cancels, id)
+		p.cancelMu.Unlock()
+	}
+}
+
+// cancelLoop cancels the running runs an operator cancelled.
+func (p *Pool) cancelLoop(ctx context.Context) {
+	defer p.loops.Done()
+	tick := time.NewTicker(CancelInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		p.cancelMu.Lock()
+		ids := make([]int64, 0, len(p.cancels))
+		for id := range p.cancels {
+			ids = append(ids, id)
+		}
+		p.cancelMu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		var hit []int64
+		if err := p.ex.Store.db.WithContext(ctx).Table("runs").Where("id IN ? AND cancel_requested = ?", ids, true).Pluck("id", &hit).Error; err != nil {
+			continue // the heartbeat still sees it
+		}
+		p.cancelMu.Lock()
+		for _, id := range hit {
+			if cancel, ok := p.cancels[id]; ok {
+				cancel(errCancelRequested)
+			}
+		}
+		p.cancelMu.Unlock()
+	}
 }
 
 // Wake makes the pool look for due runs now (after a local enqueue).
@@ -549,6 +605,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				p.busy.Add(1)
 				p.runs.Add(1)
 				c.slotted = p.acquireConns(c.Run.Job) == ""
+				c.watch = p.watch
 				p.work <- c
 			}
 			if len(claims) == want {

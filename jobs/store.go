@@ -397,6 +397,10 @@ type Claim struct {
 
 	// slotted: the pool counted it on its connections (the bulkhead).
 	slotted bool
+	// watch, set by a pool, registers the execution's cancel function so
+	// that an operator's cancel reaches it within a second; it returns the
+	// function that unregisters it.
+	watch func(id int64, cancel context.CancelCauseFunc) func()
 }
 
 // newToken returns a random lease token.
