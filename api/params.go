@@ -20,7 +20,12 @@ import (
 // body with 413. An empty body leaves v untouched when allowEmpty, and is
 // a 400 otherwise.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) error {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	return decodeJSONMax(w, r, v, allowEmpty, MaxBodyBytes)
+}
+
+// decodeJSONMax is decodeJSON with a body limit of max bytes.
+func decodeJSONMax(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool, max int64) error {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {

@@ -134,6 +134,7 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodGet, "/api/v1/jobs", RoleViewer, s.listJobs},
 		{http.MethodGet, "/api/v1/jobs/{name}", RoleViewer, s.getJob},
 		{http.MethodPost, "/api/v1/jobs/{name}/runs", RoleOperator, s.triggerRun},
+		{http.MethodPost, "/api/v1/jobs/{name}/runs:batch", RoleOperator, s.triggerBatch},
 		{http.MethodGet, "/api/v1/runs", RoleViewer, s.listRuns},
 		{http.MethodGet, "/api/v1/runs/{id}", RoleViewer, s.getRun},
 		{http.MethodGet, "/api/v1/runs/{id}/logs", RoleViewer, s.runLogs},

@@ -26,9 +26,10 @@ func (a *app) triggerCommand() *cobra.Command {
 		timeout time.Duration
 		asJSON  bool
 		at      string
+		file    string
 	)
 	cmd := &cobra.Command{
-		Use:   "trigger JOB [--param NAME=VALUE]... [--wait]",
+		Use:   "trigger JOB [--param NAME=VALUE]... [--wait] | trigger JOB --from-file orders.csv",
 		Short: "Queue a run for the workers of `jobrunner serve`",
 		Long: `Queue a run for the workers of a running ` + "`jobrunner serve`" + ` (any instance on
 the same database). With --idempotency-key, a second trigger with the same
@@ -45,6 +46,12 @@ one-off run at a time; RFC 3339 with an offset).`,
 					return usagef("--at %q: want RFC 3339 with an offset, e.g. 2026-12-02T02:00:00+01:00", at)
 				}
 				notBefore = t
+			}
+			if file != "" {
+				if len(params) > 0 || idem != "" || wait {
+					return usagef("--from-file takes the parameters (and keys) from the file: drop --param, --idempotency-key and --wait")
+				}
+				return a.triggerFromFile(ctx, args[0], file, preview, asJSON, notBefore)
 			}
 			job, values, err := a.prepareRun(args[0], params, preview)
 			if err != nil {
@@ -128,6 +135,7 @@ one-off run at a time; RFC 3339 with an offset).`,
 	f.BoolVar(&wait, "wait", false, "wait until the run finishes; exit 0 on success, 1 otherwise")
 	f.DurationVar(&timeout, "timeout", 0, "with --wait, give up waiting after this long (the run goes on)")
 	f.StringVar(&at, "at", "", "run at this time (RFC 3339 with an offset); default now")
+	f.StringVar(&file, "from-file", "", "queue one run per line of this CSV (header: parameter names) or JSON Lines file (.jsonl); each line is validated and has its own idempotency key (column or field idempotencyKey, else one derived from its parameters), so running the file again queues nothing twice")
 	f.BoolVar(&asJSON, "json", false, "print the run as JSON")
 	return cmd
 }
