@@ -173,16 +173,26 @@ func (a *app) triggerFromFile(ctx context.Context, name, path string, preview, a
 		flush             func() error
 		failedLines       []int
 	)
-	flush = func() error {
-		if len(batch) == 0 {
+	// One chunk is stored while the next is read and validated.
+	type stored struct {
+		done  chan struct{}
+		res   []jobs.KeyedResult
+		err   error
+		lines []int
+	}
+	var inflight *stored
+	collect := func() error {
+		if inflight == nil {
 			return nil
 		}
-		res, err := s.EnqueueKeyed(ctx, batch)
-		if err != nil {
-			return err
+		<-inflight.done
+		p := inflight
+		inflight = nil
+		if p.err != nil {
+			return p.err
 		}
-		for i, r := range res {
-			lr := lineResult{Line: batchLines[i]}
+		for i, r := range p.res {
+			lr := lineResult{Line: p.lines[i]}
 			switch {
 			case r.Err != nil:
 				lr.Error = r.Err.Error()
@@ -200,7 +210,23 @@ func (a *app) triggerFromFile(ctx context.Context, name, path string, preview, a
 				results = append(results, lr)
 			}
 		}
-		batch, batchLines = batch[:0], batchLines[:0]
+		return nil
+	}
+	flush = func() error {
+		if err := collect(); err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		p := &stored{done: make(chan struct{}), lines: batchLines}
+		b := batch
+		go func() {
+			defer close(p.done)
+			p.res, p.err = s.EnqueueKeyed(ctx, b)
+		}()
+		inflight = p
+		batch, batchLines = nil, nil
 		return nil
 	}
 	err = readLines(path, func(fl fileLine) error {
@@ -230,6 +256,9 @@ func (a *app) triggerFromFile(ctx context.Context, name, path string, preview, a
 	})
 	if err == nil {
 		err = flush()
+	}
+	if cerr := collect(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		var ue usageError

@@ -27,7 +27,8 @@ func BulkKey(job string, vals definitions.Values) string {
 
 // KeyedResult is what [Store.EnqueueKeyed] did with one run.
 type KeyedResult struct {
-	// Run is the created or existing run (nil when Err is set).
+	// Run is the created or existing run (nil when Err is set), with its
+	// ID, Job, Status, IdempotencyKey, TriggeredBy and CreatedAt only.
 	Run *Run
 	// Created is false when an existing run was returned; Reason says why
 	// ("idempotencyKey", or "active": the job's uniqueBy parameters match
@@ -44,7 +45,7 @@ func (s *Store) keyedChunk() int {
 	if s.dialect == migrations.SQLite {
 		return 50
 	}
-	return 500
+	return 1000
 }
 
 // EnqueueKeyed stores many queued runs, each with its own idempotency key,
@@ -62,6 +63,73 @@ func (s *Store) EnqueueKeyed(ctx context.Context, nrs []NewRun) ([]KeyedResult, 
 			return nil, fmt.Errorf("jobs: enqueue keyed: run %d of %s needs an idempotency key and no steps or tick", i, nr.Job.Name)
 		}
 	}
+	// A key given twice in one call: only its first run is stored, the
+	// others get its result (or a mismatch when their parameters differ).
+	first := map[string]int{}
+	var uniq []NewRun
+	var at []int // index in nrs of each uniq entry
+	dupOf := make([]int, len(nrs))
+	for i, nr := range nrs {
+		if j, ok := first[nr.IdempotencyKey]; ok {
+			dupOf[i] = j
+			continue
+		}
+		first[nr.IdempotencyKey] = i
+		dupOf[i] = -1
+		uniq = append(uniq, nr)
+		at = append(at, i)
+	}
+	res, err := s.enqueueKeyedUnique(ctx, uniq)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KeyedResult, len(nrs))
+	for k, r := range res {
+		out[at[k]] = r
+	}
+	for i, j := range dupOf {
+		if j < 0 {
+			continue
+		}
+		r := out[j]
+		switch {
+		case r.Err != nil:
+			out[i] = KeyedResult{Err: r.Err}
+		case requestHashOf(nrs[i]) != requestHashOf(nrs[j]):
+			out[i] = KeyedResult{Err: fmt.Errorf("%w (run %d)", ErrIdempotencyMismatch, r.Run.ID)}
+		default:
+			out[i] = KeyedResult{Run: r.Run, Reason: "idempotencyKey"}
+		}
+	}
+	return out, nil
+}
+
+// requestHashOf is the request hash Enqueue stores for nr.
+func requestHashOf(nr NewRun) string {
+	b, _ := json.Marshal(nr.Params)
+	return requestHash(nr.Job.Name, b, nr.Preview)
+}
+
+// stamp hands out creation times that differ by at least a microsecond
+// within this process, so that a chunk recognises the rows it created.
+var stamp struct {
+	sync.Mutex
+	last time.Time
+}
+
+func nextStamp() time.Time {
+	stamp.Lock()
+	defer stamp.Unlock()
+	t := time.Now().UTC().Truncate(time.Microsecond)
+	if !t.After(stamp.last) {
+		t = stamp.last.Add(time.Microsecond)
+	}
+	stamp.last = t
+	return t
+}
+
+// enqueueKeyedUnique is EnqueueKeyed for runs with distinct keys.
+func (s *Store) enqueueKeyedUnique(ctx context.Context, nrs []NewRun) ([]KeyedResult, error) {
 	out := make([]KeyedResult, len(nrs))
 	n := s.keyedChunk()
 	// Chunks go in parallel transactions (the server commits them in
@@ -92,10 +160,10 @@ func (s *Store) EnqueueKeyed(ctx context.Context, nrs []NewRun) ([]KeyedResult, 
 }
 
 // keyedParallel is how many chunks of EnqueueKeyed are stored at once.
-const keyedParallel = 4
+const keyedParallel = 8
 
 func (s *Store) enqueueKeyedChunk(ctx context.Context, nrs []NewRun, out []KeyedResult) error {
-	now := time.Now().UTC().Truncate(time.Microsecond) // compared with the stored time below
+	now := nextStamp() // compared with the stored time below: unique to this chunk
 	rows := make([]*Run, len(nrs))
 	texts := make([]map[string]string, len(nrs))
 	keys := make([]string, len(nrs))
@@ -183,10 +251,13 @@ func cloneRuns(rs []*Run) []*Run {
 	return out
 }
 
-// runsByKey returns the runs with the given idempotency keys, by key.
+// runsByKey returns the runs with the given idempotency keys, by key:
+// only the fields EnqueueKeyed needs (id, job, status, key, request hash,
+// creator, creation time).
 func runsByKey(tx *gorm.DB, keys []string) (map[string]*Run, error) {
 	var got []Run
-	if err := tx.Where("idempotency_key IN ?", keys).Find(&got).Error; err != nil {
+	if err := tx.Select("id", "job", "status", "idempotency_key", "request_hash", "triggered_by", "created_at").
+		Where("idempotency_key IN ?", keys).Find(&got).Error; err != nil {
 		return nil, fmt.Errorf("jobs: enqueue keyed: read keys: %w", err)
 	}
 	m := make(map[string]*Run, len(got))
