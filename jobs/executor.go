@@ -1108,6 +1108,10 @@ func (h *heartbeat) start(ctx context.Context) (stop func()) {
 		// grace), and its lease must not lapse meanwhile, or another
 		// instance would start the run while it still runs.
 		bctx := context.WithoutCancel(ctx)
+		// Log lines are stored within LogFlushInterval of being written
+		// (live logs), not only with the heartbeat.
+		lt := time.NewTicker(min(LogFlushInterval, every))
+		defer lt.Stop()
 		for {
 			select {
 			case <-done:
@@ -1116,10 +1120,37 @@ func (h *heartbeat) start(ctx context.Context) (stop func()) {
 				if h.beat(bctx) {
 					return // the lease is gone: nothing more to renew
 				}
+			case <-lt.C:
+				if h.logs != nil && h.logs.hasLines() && h.flushLogs(bctx) {
+					return
+				}
 			}
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+// LogFlushInterval is how soon a running run's log lines are stored
+// (and shown by runs logs --follow and the run page).
+const LogFlushInterval = time.Second
+
+// flushLogs stores the buffered log lines (fenced by the lease); it
+// reports whether the lease is gone.
+func (h *heartbeat) flushLogs(ctx context.Context) (gone bool) {
+	lines := h.logs.take(false)
+	if len(lines) == 0 {
+		return false
+	}
+	fctx, cancel := context.WithTimeout(ctx, h.claim.TTL/2)
+	defer cancel()
+	if err := h.store.AppendLogs(fctx, h.claim, lines); err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			h.cancel(errLeaseGone)
+			return true
+		}
+		h.logs.putBack(lines)
+	}
+	return false
 }
 
 // beat renews the lease once; failures past the lease's safe window cancel

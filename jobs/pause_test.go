@@ -223,3 +223,50 @@ func TestCancelReachesTheProcessorWithinASecond(t *testing.T) {
 		waitFor(t, 10*time.Second, func() bool { return countStatus(t, s, jobs.StatusCancelled) == 1 }, "the run did not end cancelled")
 	})
 }
+
+// A running run's log lines are stored within about a second (live logs),
+// not only at the next heartbeat (a third of the lease).
+func TestLogLinesAreStoredWithinASecond(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		release := make(chan struct{})
+		logged := make(chan time.Time, 1)
+		e.reg.Register("Talky", processors.ProcessorFunc(func(ctx context.Context, r *processors.Run) error {
+			r.Log.Info("reading page 1 of 40")
+			logged <- time.Now()
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}), processors.ForConnectionTypes("test"))
+		j := *e.job(t, "Flaky")
+		j.Name, j.Processor, j.Timeout = "TalkyJob", "Talky", definitions.Duration(time.Minute)
+		e.defs.Jobs = append(e.defs.Jobs, &j)
+		enq, err := s.Enqueue(ctx, jobs.NewRun{Job: &j, Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+		ex := *e.ex
+		ex.LeaseTTL = 30 * time.Second // heartbeats every 10 s
+		p := jobs.NewPool(jobs.PoolConfig{Executor: &ex, Workers: 2, PollInterval: 20 * time.Millisecond})
+		p.Start(ctx)
+		defer p.Stop(ctx)
+		defer close(release)
+		at := <-logged
+		var seen time.Duration
+		waitFor(t, 5*time.Second, func() bool {
+			lines, err := s.Logs(ctx, enq.Run.ID, 0, 10)
+			require.NoError(t, err)
+			for _, l := range lines {
+				if l.Message == "reading page 1 of 40" {
+					seen = time.Since(at)
+					return true
+				}
+			}
+			return false
+		}, "the line was not stored while the run ran")
+		require.Less(t, seen, 2*time.Second)
+		t.Logf("a log line was readable %s after it was written", seen.Round(10*time.Millisecond))
+	})
+}

@@ -157,6 +157,14 @@ func (l *runLogger) take(final bool) []LogLine {
 	return out
 }
 
+// hasLines reports whether lines (other than a lone start line) wait to
+// be stored.
+func (l *runLogger) hasLines() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buf) > 0
+}
+
 // setStep makes later lines carry step index i.
 func (l *runLogger) setStep(i int) { l.step.Store(int64(i)) }
 
