@@ -138,3 +138,17 @@ func (s *Server) deletePause(w http.ResponseWriter, r *http.Request, p principal
 	writeJSON(w, http.StatusOK, map[string]any{"resumed": true, "kind": kind, "name": name})
 	return nil
 }
+
+// listInstances serves GET /api/v1/instances: the serve processes on this
+// database as they last reported (live, or gone within a day).
+func (s *Server) listInstances(w http.ResponseWriter, r *http.Request, _ principal) error {
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	ins, err := s.cfg.Store.Instances(r.Context())
+	if err != nil {
+		return storeError(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"instances": ins})
+	return nil
+}

@@ -53,6 +53,7 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /runs/bulk-retry", s.page(RoleOperator, s.runsBulkRetry))
 	mux.Handle("GET /runs/{id}", s.page(RoleViewer, s.runPage))
 	mux.Handle("GET /hooks", s.page(RoleViewer, s.hooksPage))
+	mux.Handle("GET /instances", s.page(RoleViewer, s.instancesPage))
 	mux.Handle("GET /runs/{id}/logs", s.page(RoleViewer, s.logsPage))
 	mux.Handle("GET /runs/{id}/live", s.page(RoleViewer, s.runLive))
 	mux.Handle("POST /runs/{id}/cancel", s.page(RoleOperator, s.runCancelSubmit))
@@ -124,7 +125,7 @@ func fmtDuration(d time.Duration) string {
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
 
-var pageNames = []string{"login", "jobs", "runs", "run", "logs", "error", "hooks"}
+var pageNames = []string{"login", "jobs", "runs", "run", "logs", "error", "hooks", "instances"}
 
 func parsePages() (map[string]*template.Template, error) {
 	out := map[string]*template.Template{}
@@ -530,6 +531,16 @@ func (s *Server) jobsPageData(ctx context.Context, sess *session, failed *runFor
 func (s *Server) hooksPage(w http.ResponseWriter, r *http.Request, sess *session) error {
 	d := pageData{Title: "Hooks", Active: "hooks", Who: &sess.who, CSRF: sess.csrf, Data: s.hookViews()}
 	s.render(w, http.StatusOK, "hooks", d)
+	return nil
+}
+
+// instancesPage lists the serve instances on this database.
+func (s *Server) instancesPage(w http.ResponseWriter, r *http.Request, sess *session) error {
+	ins, err := s.cfg.Store.Instances(r.Context())
+	if err != nil {
+		return storeError(err)
+	}
+	s.render(w, http.StatusOK, "instances", pageData{Title: "Instances", Active: "instances", Who: &sess.who, CSRF: sess.csrf, Data: ins})
 	return nil
 }
 

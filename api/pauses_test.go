@@ -157,3 +157,39 @@ func TestRunPageShowsNotifications(t *testing.T) {
 	require.Contains(t, page, "connection refused")
 	require.Contains(t, page, `nt-pending`)
 }
+
+func TestInstancesView(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, store *jobs.Store) {
+		e := newEnv(t, store, envOptions{})
+		ctx := t.Context()
+		started := time.Now().Add(-time.Hour)
+		require.NoError(t, store.ReportInstance(ctx, jobs.Instance{Owner: "hostA:11", Version: "v1.2.3", Workers: 16, Busy: 3, Scheduler: true,
+			HTTPAddr: "10.0.0.1:8080", Unrunnable: map[string]string{"OrderCancel": "connection erp: secret token: environment variable JOBRUNNER_ERP_TOKEN is not set"},
+			ClockSkewMs: 12, StartedAt: started}))
+		require.NoError(t, store.ReportInstance(ctx, jobs.Instance{Owner: "hostB:22", Version: "v1.2.3", Workers: 8, StartedAt: started}))
+		require.NoError(t, store.DB().Exec("UPDATE instances SET heartbeat_at = ? WHERE owner = 'hostB:22'", time.Now().Add(-time.Minute).UTC()).Error)
+		status, m := e.doJSON(http.MethodGet, "/api/v1/instances", viewerSecret, nil)
+		require.Equal(t, http.StatusOK, status)
+		ins := m["instances"].([]any)
+		require.Len(t, ins, 2)
+		a := ins[0].(map[string]any)
+		require.Equal(t, "hostA:11", a["owner"])
+		require.Equal(t, true, a["live"])
+		require.EqualValues(t, 3, a["busy"])
+		require.Contains(t, a["unrunnable"], "OrderCancel")
+		require.Equal(t, false, ins[1].(map[string]any)["live"])
+
+		b := e.browser()
+		b.login(viewerSecret)
+		_, _, page := b.page(http.MethodGet, "/instances", nil)
+		require.Contains(t, page, `id="inst-hostA:11"`)
+		require.Contains(t, page, "3 / 16")
+		require.Contains(t, page, "JOBRUNNER_ERP_TOKEN is not set")
+		require.Contains(t, page, ">gone<")
+		require.NoError(t, store.RemoveInstance(ctx, "hostA:11"))
+		got, err := store.Instances(ctx)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+	})
+}

@@ -145,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodPost, "/api/v1/admin/reload", RoleAdmin, s.reload},
 		{http.MethodGet, "/api/v1/hooks", RoleViewer, s.listHooks},
 		{http.MethodGet, "/api/v1/pauses", RoleViewer, s.listPauses},
+		{http.MethodGet, "/api/v1/instances", RoleViewer, s.listInstances},
 		{http.MethodPost, "/api/v1/pauses", RoleOperator, s.createPause},
 		{http.MethodDelete, "/api/v1/pauses/{kind}/{name}", RoleOperator, s.deletePause},
 		{http.MethodPost, "/hooks/{name}", 0, s.hookCall},

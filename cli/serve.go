@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jobrunner/jobrunner/api"
+	"github.com/jobrunner/jobrunner/buildinfo"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/metrics"
 	"github.com/jobrunner/jobrunner/notify"
@@ -255,6 +256,24 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 		go func() { httpErr <- srv.Serve(ln) }()
 	}
 
+	httpAddr := ""
+	if ln != nil {
+		httpAddr = ln.Addr().String()
+	}
+	instCtx, instStop := context.WithCancel(context.WithoutCancel(ctx))
+	instDone := make(chan struct{})
+	go func() {
+		defer close(instDone)
+		a.reportInstance(instCtx, store, pool, o, sched != nil, httpAddr)
+	}()
+	defer func() {
+		instStop()
+		<-instDone
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = store.RemoveInstance(rctx, pool.Owner())
+		cancel()
+	}()
+
 	select {
 	case <-ctx.Done():
 	case err := <-httpErr:
@@ -288,6 +307,30 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	cancel()
 	a.log.Info("stopped")
 	return nil
+}
+
+// reportInstance writes this instance's row every jobs.InstanceEvery until
+// ctx is done (the instances view).
+func (a *app) reportInstance(ctx context.Context, store *jobs.Store, pool *jobs.Pool, o serveOptions, scheduling bool, httpAddr string) {
+	started := time.Now()
+	for {
+		var skew time.Duration
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if d, err := scheduler.ClockSkew(sctx, store); err == nil {
+			skew = d
+		}
+		in := jobs.Instance{Owner: pool.Owner(), Version: buildinfo.Read().Short(), Workers: o.workers, Busy: pool.Busy(), Scheduler: scheduling,
+			HTTPAddr: httpAddr, Unrunnable: pool.Unrunnable(), ClockSkewMs: skew.Milliseconds(), StartedAt: started}
+		if err := store.ReportInstance(sctx, in); err != nil && ctx.Err() == nil {
+			a.log.Debugf("instances view: %v", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jobs.InstanceEvery):
+		}
+	}
 }
 
 // pruneLoop deletes finished runs older than retention, hourly.

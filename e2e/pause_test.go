@@ -128,6 +128,13 @@ func TestPauseConnectionUnderLoad(t *testing.T) {
 	var attempts int64
 	require.NoError(t, store.DB().Raw("SELECT COUNT(*) FROM run_attempts").Scan(&attempts).Error)
 	require.EqualValues(t, n, attempts, "one attempt per run: none used while paused")
+	ins, err := store.Instances(t.Context())
+	require.NoError(t, err)
+	require.Len(t, ins, 2, "both instances report themselves")
+	for _, in := range ins {
+		require.True(t, in.Live, in.Owner)
+		require.Equal(t, 4, in.Workers)
+	}
 	for _, o := range orders {
 		require.Equal(t, 1, erp.erp.CancelsApplied(o), o)
 	}

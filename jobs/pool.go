@@ -248,6 +248,9 @@ func (p *Pool) Wake() {
 	}
 }
 
+// Owner returns the lease owner name of this pool's runs (host:pid).
+func (p *Pool) Owner() string { return p.ex.owner() }
+
 // Busy returns how many runs this pool is executing.
 func (p *Pool) Busy() int { return int(p.busy.Load()) }
 
