@@ -152,3 +152,31 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request, _ princip
 	writeJSON(w, http.StatusOK, map[string]any{"instances": ins})
 	return nil
 }
+
+// overview is GET /api/v1/overview's answer and the overview page's data.
+func (s *Server) overview(r *http.Request) ([]jobs.JobOverview, error) {
+	set := s.defs()
+	names := make([]string, 0, len(set.Jobs))
+	for _, j := range set.Jobs {
+		names = append(names, j.Name)
+	}
+	ov, err := s.cfg.Store.Overview(r.Context(), s.cfg.Now(), names)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	return ov, nil
+}
+
+// getOverview serves GET /api/v1/overview: per job, the last 24 hours'
+// runs by status and by hour, the failure rate, and the queue now.
+func (s *Server) getOverview(w http.ResponseWriter, r *http.Request, _ principal) error {
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	ov, err := s.overview(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"hours": jobs.OverviewHours, "jobs": ov})
+	return nil
+}

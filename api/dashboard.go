@@ -54,6 +54,7 @@ func (s *Server) dashboardRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /runs/{id}", s.page(RoleViewer, s.runPage))
 	mux.Handle("GET /hooks", s.page(RoleViewer, s.hooksPage))
 	mux.Handle("GET /instances", s.page(RoleViewer, s.instancesPage))
+	mux.Handle("GET /overview", s.page(RoleViewer, s.overviewPage))
 	mux.Handle("GET /runs/{id}/logs", s.page(RoleViewer, s.logsPage))
 	mux.Handle("GET /runs/{id}/live", s.page(RoleViewer, s.runLive))
 	mux.Handle("POST /runs/{id}/cancel", s.page(RoleOperator, s.runCancelSubmit))
@@ -83,6 +84,7 @@ type pageData struct {
 
 var templateFuncs = template.FuncMap{
 	"changedERP": changedERP,
+	"pct":        func(f float64) string { return fmt.Sprintf("%.1f %%", f*100) },
 	"ts": func(t any) string {
 		switch v := t.(type) {
 		case time.Time:
@@ -125,7 +127,7 @@ func fmtDuration(d time.Duration) string {
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
 
-var pageNames = []string{"login", "jobs", "runs", "run", "logs", "error", "hooks", "instances"}
+var pageNames = []string{"login", "jobs", "runs", "run", "logs", "error", "hooks", "instances", "overview"}
 
 func parsePages() (map[string]*template.Template, error) {
 	out := map[string]*template.Template{}
@@ -531,6 +533,65 @@ func (s *Server) jobsPageData(ctx context.Context, sess *session, failed *runFor
 func (s *Server) hooksPage(w http.ResponseWriter, r *http.Request, sess *session) error {
 	d := pageData{Title: "Hooks", Active: "hooks", Who: &sess.who, CSRF: sess.csrf, Data: s.hookViews()}
 	s.render(w, http.StatusOK, "hooks", d)
+	return nil
+}
+
+// overviewJob is one job on the overview page: its figures and the bars
+// of its 24-hour chart (server-rendered SVG).
+type overviewJob struct {
+	jobs.JobOverview
+	Bars                                  []overviewBar
+	Finished, Max                         int
+	SucceededRuns, WarnedRuns, FailedRuns int
+}
+
+type overviewBar struct {
+	X                    int
+	Succeeded, Failed, O int // heights in px
+	YS, YF, YO           int
+	Title                string
+}
+
+// overviewChartHeight is the chart's bar area height in px.
+const overviewChartHeight = 40
+
+func overviewJobs(ov []jobs.JobOverview) []overviewJob {
+	out := make([]overviewJob, len(ov))
+	for i, o := range ov {
+		oj := overviewJob{JobOverview: o}
+		for _, h := range o.Hours {
+			oj.Max = max(oj.Max, h.Succeeded+h.Failed+h.Other)
+		}
+		oj.SucceededRuns, oj.WarnedRuns, oj.FailedRuns = o.Counts[jobs.StatusSucceeded], o.Counts[jobs.StatusSucceededWithWarnings], o.Counts[jobs.StatusFailed]
+		oj.Finished = oj.SucceededRuns + oj.WarnedRuns + oj.FailedRuns
+		for k, h := range o.Hours {
+			b := overviewBar{X: k * 10, Title: fmt.Sprintf("%s: %d succeeded, %d failed, %d other", h.Hour.Format("2006-01-02 15:00Z"), h.Succeeded, h.Failed, h.Other)}
+			if oj.Max > 0 {
+				scale := func(n int) int {
+					if n == 0 {
+						return 0
+					}
+					return max(1, n*overviewChartHeight/oj.Max)
+				}
+				b.Succeeded, b.Failed, b.O = scale(h.Succeeded), scale(h.Failed), scale(h.Other)
+			}
+			b.YS = overviewChartHeight - b.Succeeded
+			b.YF = b.YS - b.Failed
+			b.YO = b.YF - b.O
+			oj.Bars = append(oj.Bars, b)
+		}
+		out[i] = oj
+	}
+	return out
+}
+
+// overviewPage shows, per job, the last 24 hours and the queue now.
+func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request, sess *session) error {
+	ov, err := s.overview(r)
+	if err != nil {
+		return err
+	}
+	s.render(w, http.StatusOK, "overview", pageData{Title: "Overview", Active: "overview", Who: &sess.who, CSRF: sess.csrf, Data: overviewJobs(ov)})
 	return nil
 }
 

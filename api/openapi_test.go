@@ -162,6 +162,7 @@ func TestOpenAPISchemas(t *testing.T) {
 	require.Equal(t, doc.props(t, "HookCall"), jsonKeys(t, hooks.Call{RunID: 1, Reason: "r"}))
 	require.Equal(t, doc.props(t, "HookAnswer"), jsonKeys(t, hookAnswer{}))
 	require.Equal(t, doc.props(t, "Instance"), jsonKeys(t, jobs.Instance{HTTPAddr: "x"}))
+	require.Equal(t, doc.props(t, "JobOverview"), jsonKeys(t, jobs.JobOverview{OldestQueued: &now}))
 	require.Equal(t, doc.props(t, "Schedule"), jsonKeys(t, jv.Schedule))
 	existing := true
 	require.Equal(t, doc.props(t, "TriggeredRun"), jsonKeys(t, runView{Run: run, Existing: &existing, ExistingReason: "active"}))

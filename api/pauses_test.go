@@ -193,3 +193,34 @@ func TestInstancesView(t *testing.T) {
 		require.Len(t, got, 1)
 	})
 }
+
+func TestOverviewPage(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, store *jobs.Store) {
+		e := newEnv(t, store, envOptions{work: true, demo: true})
+		ok := e.trigger("OrderCancel", map[string]any{"OrderNumber": "WEB000123"})
+		bad := e.trigger("OrderCancel", map[string]any{"OrderNumber": "WEB000126"})
+		e.waitStatus(ok, jobs.StatusSucceeded)
+		e.waitStatus(bad, jobs.StatusFailed)
+		status, m := e.doJSON(http.MethodGet, "/api/v1/overview", viewerSecret, nil)
+		require.Equal(t, http.StatusOK, status)
+		var oc map[string]any
+		for _, j := range m["jobs"].([]any) {
+			if j.(map[string]any)["job"] == "OrderCancel" {
+				oc = j.(map[string]any)
+			}
+		}
+		require.NotNil(t, oc)
+		require.InDelta(t, 0.5, oc["failureRate"], 0.001)
+		require.Len(t, oc["hours"], jobs.OverviewHours)
+
+		b := e.browser()
+		b.login(viewerSecret)
+		code, _, page := b.page(http.MethodGet, "/overview", nil)
+		require.Equal(t, http.StatusOK, code, page)
+		require.Contains(t, page, `id="ov-OrderCancel"`)
+		require.Contains(t, page, "50.0 %")
+		require.Contains(t, page, `fill="#c62828"`, "a failed bar")
+		require.Contains(t, page, `fill="#2e7d32"`, "a succeeded bar")
+	})
+}

@@ -146,6 +146,7 @@ func New(cfg Config) (*Server, error) {
 		{http.MethodGet, "/api/v1/hooks", RoleViewer, s.listHooks},
 		{http.MethodGet, "/api/v1/pauses", RoleViewer, s.listPauses},
 		{http.MethodGet, "/api/v1/instances", RoleViewer, s.listInstances},
+		{http.MethodGet, "/api/v1/overview", RoleViewer, s.getOverview},
 		{http.MethodPost, "/api/v1/pauses", RoleOperator, s.createPause},
 		{http.MethodDelete, "/api/v1/pauses/{kind}/{name}", RoleOperator, s.deletePause},
 		{http.MethodPost, "/hooks/{name}", 0, s.hookCall},
