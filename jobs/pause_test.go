@@ -173,9 +173,13 @@ func TestHungConnectionLeavesWorkersForOthers(t *testing.T) {
 				t.Fatal("a run of another connection did not start while one hung")
 			}
 		}
+		// Without the bulkhead they would not start at all while the 16
+		// workers hang; the bound is loose for a busy CI machine (quiet:
+		// 0.5-8 ms).
 		for _, w := range waits {
-			require.Less(t, w, 100*time.Millisecond, "waits %v", waits)
+			require.Less(t, w, 2*time.Second, "waits %v", waits)
 		}
+		require.EqualValues(t, 12, hung.Load(), "the hung connection still holds only its share")
 		t.Logf("16 workers, 40 runs hung on one connection (12 running): another connection's runs started after %v", waits)
 	})
 }
@@ -215,7 +219,9 @@ func TestCancelReachesTheProcessorWithinASecond(t *testing.T) {
 		require.NoError(t, err)
 		select {
 		case at := <-stopped:
-			require.Less(t, at.Sub(asked), time.Second)
+			// The heartbeat would take up to 10 s; the cancel watch asks
+			// twice a second (quiet: 0.5 s; loose for a busy CI machine).
+			require.Less(t, at.Sub(asked), 3*time.Second)
 			t.Logf("cancel reached the processor after %s", at.Sub(asked).Round(time.Millisecond))
 		case <-time.After(5 * time.Second):
 			t.Fatal("the cancel did not reach the processor within 5 s")
@@ -266,7 +272,7 @@ func TestLogLinesAreStoredWithinASecond(t *testing.T) {
 			}
 			return false
 		}, "the line was not stored while the run ran")
-		require.Less(t, seen, 2*time.Second)
+		require.Less(t, seen, 5*time.Second, "the heartbeat alone would take 10 s (quiet: 1.0 s)")
 		t.Logf("a log line was readable %s after it was written", seen.Round(10*time.Millisecond))
 	})
 }
