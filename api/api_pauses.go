@@ -86,14 +86,23 @@ func (s *Server) createPause(w http.ResponseWriter, r *http.Request, p principal
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.Pause(r.Context(), pause); err != nil {
+	if err := s.savePause(r, pause); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, pause)
+	return nil
+}
+
+// savePause stores p and logs who paused what (the API and the
+// dashboard).
+func (s *Server) savePause(r *http.Request, p jobs.Pause) error {
+	if err := s.cfg.Store.Pause(r.Context(), p); err != nil {
 		if errors.Is(err, jobs.ErrBadPause) {
 			return &Error{Kind: KindInvalid, Code: "bad_pause", Message: err.Error()}
 		}
 		return storeError(err)
 	}
-	s.log().WithField("by", p.who()).Infof("%s %s paused: %s", pause.Kind, pause.Name, pause.Reason)
-	writeJSON(w, http.StatusCreated, pause)
+	s.log().WithField("by", p.By).Infof("%s %s paused: %s", p.Kind, p.Name, p.Reason)
 	return nil
 }
 

@@ -1038,13 +1038,9 @@ func (s *Server) pauseSubmit(w http.ResponseWriter, r *http.Request, sess *sessi
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.Pause(r.Context(), p); err != nil {
-		if errors.Is(err, jobs.ErrBadPause) {
-			return &Error{Kind: KindInvalid, Code: "bad_pause", Message: err.Error()}
-		}
-		return storeError(err)
+	if err := s.savePause(r, p); err != nil {
+		return err
 	}
-	s.log().WithField("by", p.By).Infof("%s %s paused: %s", kind, name, p.Reason)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
 }

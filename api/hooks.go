@@ -181,9 +181,9 @@ func (s *Server) hookViews() []hookView {
 	out := make([]hookView, 0, len(set.Hooks))
 	for _, h := range set.Hooks {
 		sum := s.hookStats().Of(h.Name)
-		params := map[string]string{}
-		for k, v := range h.Parameters {
-			params[k] = v
+		params := h.Parameters
+		if params == nil {
+			params = map[string]string{}
 		}
 		auth := h.Auth.Type
 		if h.Auth.Type == definitions.HookAuthHMAC && h.Auth.TimestampHeader != "" {

@@ -169,7 +169,6 @@ func (a *app) triggerFromFile(ctx context.Context, name, path string, preview, a
 		failed, total     int
 		began             = time.Now()
 		printErr          = func(r lineResult) { fmt.Fprintf(a.stderr, "%s:%d: %s\n", path, r.Line, r.Error) }
-		keepAll           = asJSON
 		flush             func() error
 		failedLines       []int
 	)
@@ -206,7 +205,7 @@ func (a *app) triggerFromFile(ctx context.Context, name, path string, preview, a
 				lr.RunID, lr.Existing = r.Run.ID, r.Reason
 				existing++
 			}
-			if keepAll {
+			if asJSON {
 				results = append(results, lr)
 			}
 		}
@@ -237,7 +236,7 @@ func (a *app) triggerFromFile(ctx context.Context, name, path string, preview, a
 			failed++
 			failedLines = append(failedLines, fl.line)
 			printErr(lr)
-			if keepAll {
+			if asJSON {
 				results = append(results, lr)
 			}
 			return nil

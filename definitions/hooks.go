@@ -9,6 +9,7 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+	"golang.org/x/net/http/httpguts"
 	"gopkg.in/yaml.v3"
 )
 
@@ -323,13 +324,11 @@ func (v *validator) hookAuth(h *Hook, path string) {
 		v.add(at("tolerance"), join(path, "auth.tolerance"), "want a duration from 1s to 24h, not %s", a.Tolerance.D())
 	}
 	for _, hd := range []struct{ key, val string }{{"header", a.Header}, {"timestampHeader", a.TimestampHeader}} {
-		if hd.val != "" && !headerName.MatchString(hd.val) {
+		if hd.val != "" && !httpguts.ValidHeaderFieldName(hd.val) {
 			v.add(at(hd.key), join(path, "auth."+hd.key), "invalid header name %q", hd.val)
 		}
 	}
 }
-
-var headerName = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 func paramNames(j *Job) []string {
 	out := make([]string, len(j.Parameters))

@@ -238,22 +238,31 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 	}
 	secrets := map[string]map[string]string{}
 	var all map[string]string
-	for _, sp := range plan {
-		if _, done := secrets[sp.conn.Name]; done {
+	// Every step's connection, then the push's (a one-step job).
+	n := len(plan)
+	if plan[0].push != nil {
+		n++
+	}
+	for i := range n {
+		conn, what := plan[min(i, len(plan)-1)].conn, ""
+		if i == len(plan) {
+			conn, what = plan[0].push.conn, "push connection: "
+		}
+		if _, done := secrets[conn.Name]; done {
 			continue
 		}
-		sec, err := sp.conn.ResolveSecrets(e.getenv)
+		sec, err := conn.ResolveSecrets(e.getenv)
 		if err != nil {
 			if e.ReleaseOnShutdown { // a pool: another instance may have the secret
-				msg := "this instance cannot run it (" + err.Error() + "): released, no attempt used, for an instance that has the secret"
+				msg := "this instance cannot run it (" + what + err.Error() + "): released, no attempt used, for an instance that has the secret"
 				lg.Warn(msg)
 				return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(secretRetry),
 					ErrorCode: "SECRET_MISSING", ErrorMessage: msg, Logs: lg.take(true)}
 			}
-			return e.withLinks(job, run, params, fail("SECRET_MISSING", err.Error()), lg)
+			return e.withLinks(job, run, params, fail("SECRET_MISSING", what+err.Error()), lg)
 		}
-		secrets[sp.conn.Name] = sec
-		if len(plan) == 1 {
+		secrets[conn.Name] = sec
+		if n == 1 {
 			all = sec
 			break
 		}
@@ -261,31 +270,7 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 			all = map[string]string{}
 		}
 		for k, v := range sec {
-			all[sp.conn.Name+"\x00"+k] = v
-		}
-	}
-	if pp := plan[0].push; pp != nil {
-		if _, done := secrets[pp.conn.Name]; !done {
-			sec, err := pp.conn.ResolveSecrets(e.getenv)
-			if err != nil {
-				err = fmt.Errorf("push connection: %w", err)
-				if e.ReleaseOnShutdown {
-					msg := "this instance cannot run it (" + err.Error() + "): released, no attempt used, for an instance that has the secret"
-					lg.Warn(msg)
-					return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(secretRetry),
-						ErrorCode: "SECRET_MISSING", ErrorMessage: msg, Logs: lg.take(true)}
-				}
-				return e.withLinks(job, run, params, fail("SECRET_MISSING", err.Error()), lg)
-			}
-			secrets[pp.conn.Name] = sec
-			merged := map[string]string{}
-			for k, v := range all {
-				merged["job\x00"+k] = v
-			}
-			for k, v := range sec {
-				merged[pp.conn.Name+"\x00push\x00"+k] = v
-			}
-			all = merged
+			all[conn.Name+"\x00"+k] = v
 		}
 	}
 	lg.red = newRedactor(all)

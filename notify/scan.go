@@ -226,13 +226,7 @@ func (n *Notifier) ScanWaiting(ctx context.Context) (int, error) {
 		}
 		for _, w := range ws {
 			r := w.runRow
-			s := Summary{Event: KindWaiting, ID: r.id, Job: r.job, Status: r.status, Trigger: r.trigger, TriggeredBy: red.clean(r.by),
-				Preview: r.preview, ErrorCode: red.clean(r.errCode), ErrorMessage: red.clean(r.errMsg.String),
-				Attempts: r.attempt - r.snoozes, CreatedAt: r.createdAt.UTC(), Link: RunLink(n.cfg.BaseURL, r.id)}
-			s.Parameters = json.RawMessage("{}")
-			if p := red.clean(r.params.String); json.Valid([]byte(p)) && p != "" {
-				s.Parameters = json.RawMessage(p)
-			}
+			s := n.summary(&r, KindWaiting, red)
 			if w.started.Valid {
 				t := w.started.Time.UTC()
 				s.WaitingSince = &t
@@ -249,6 +243,20 @@ func (n *Notifier) ScanWaiting(ctx context.Context) (int, error) {
 		}
 	}
 	return created, nil
+}
+
+// summary is the redacted summary of run r for a notification of kind.
+func (n *Notifier) summary(r *runRow, kind string, red *redactor) Summary {
+	s := Summary{
+		Event: kind, ID: r.id, Job: r.job, Status: r.status, Trigger: r.trigger, TriggeredBy: red.clean(r.by),
+		Preview: r.preview, ErrorCode: red.clean(r.errCode), ErrorMessage: red.clean(r.errMsg.String),
+		Attempts: r.attempt - r.snoozes, CreatedAt: r.createdAt.UTC(), Link: RunLink(n.cfg.BaseURL, r.id),
+		Parameters: json.RawMessage("{}"),
+	}
+	if p := red.clean(r.params.String); json.Valid([]byte(p)) && p != "" {
+		s.Parameters = json.RawMessage(p)
+	}
+	return s
 }
 
 // initCursor creates the cursor when it is missing (normally migration
@@ -377,15 +385,8 @@ func (n *Notifier) handle(tx *gorm.DB, job *definitions.Job, r *runRow, red *red
 	if err != nil || kind == "" {
 		return 0, err
 	}
-	s := Summary{
-		Event: kind, ID: r.id, Job: r.job, Status: r.status, Trigger: r.trigger, TriggeredBy: red.clean(r.by),
-		Preview: r.preview, ErrorCode: red.clean(r.errCode), ErrorMessage: red.clean(r.errMsg.String),
-		Attempts: r.attempt - r.snoozes, CreatedAt: r.createdAt.UTC(), Link: RunLink(n.cfg.BaseURL, r.id), Streak: streak,
-	}
-	s.Parameters = json.RawMessage("{}")
-	if p := red.clean(r.params.String); json.Valid([]byte(p)) && p != "" {
-		s.Parameters = json.RawMessage(p)
-	}
+	s := n.summary(r, kind, red)
+	s.Streak = streak
 	if r.finishedAt.Valid {
 		t := r.finishedAt.Time.UTC()
 		s.FinishedAt = &t

@@ -398,52 +398,30 @@ func (e *engine) err() error {
 	return e.failed
 }
 
-// try pushes c with the in-run tries for "later" and returns the final
-// outcome and the attempts made. tries caps the attempts (1 for pending
-// retries).
-func (e *engine) try(c Change, tries, prior int) (Outcome, int) {
-	backoff := e.cfg.LaterBackoff
-	var out Outcome
-	n := 0
-	for n < tries {
-		if e.ctx.Err() != nil {
-			return Outcome{Verdict: Aborted}, n
-		}
-		if e.cfg.Guard != nil {
-			if err := e.cfg.Guard(e.ctx); err != nil {
-				e.fail(fmt.Errorf("recordsync: before pushing %s: %w", c.Subject, err))
-				return Outcome{Verdict: Aborted}, n
-			}
-		}
-		n++
-		out = e.push(e.pctx, c, prior+n)
-		if e.pctx.Err() != nil {
-			return Outcome{Verdict: Aborted}, n
-		}
-		switch out.Verdict {
-		case Pushed, Refused, Carried, Skipped:
-		default: // a pusher that says nothing usable: keep the record, try it again later
-			out = Outcome{Verdict: Carried, Code: out.Code, Message: strings.TrimSpace("the pusher gave no verdict (" + out.Verdict.String() + ") " + out.Message)}
-		}
-		if out.Verdict != Carried {
-			return out, n
-		}
-		if n == tries {
-			break
-		}
-		d := backoff
-		if out.After > 0 {
-			d = out.After
-		}
-		if d > MaxInRunDelay {
-			break // carried now: the target wants more time than a run waits
-		}
-		if e.cfg.Sleep(e.ctx, d) != nil {
-			return Outcome{Verdict: Aborted}, n
-		}
-		backoff *= 2
+// attempt pushes c once (its attempt number is prior+1). It reports
+// Aborted, pushing nothing, when the run stopped or the guard refuses;
+// an outcome without a usable verdict counts as Carried. The caller
+// retries a Carried record (runTask) or carries it (retryPending).
+func (e *engine) attempt(c Change, prior int) Outcome {
+	if e.ctx.Err() != nil {
+		return Outcome{Verdict: Aborted}
 	}
-	return out, n
+	if e.cfg.Guard != nil {
+		if err := e.cfg.Guard(e.ctx); err != nil {
+			e.fail(fmt.Errorf("recordsync: before pushing %s: %w", c.Subject, err))
+			return Outcome{Verdict: Aborted}
+		}
+	}
+	out := e.push(e.pctx, c, prior+1)
+	if e.pctx.Err() != nil {
+		return Outcome{Verdict: Aborted}
+	}
+	switch out.Verdict {
+	case Pushed, Refused, Carried, Skipped:
+	default: // a pusher that says nothing usable: keep the record, try it again later
+		out = Outcome{Verdict: Carried, Code: out.Code, Message: strings.TrimSpace("the pusher gave no verdict (" + out.Verdict.String() + ") " + out.Message)}
+	}
+	return out
 }
 
 // retryPending tries each pending change of earlier runs once, with the
@@ -494,8 +472,8 @@ func (e *engine) retryPending() error {
 		wg.Add(1)
 		go func(p Pending) {
 			defer func() { <-sem; wg.Done() }()
-			out, n := e.try(p.Change, 1, p.Attempts)
-			e.resolvePending(p, out, n)
+			out := e.attempt(p.Change, p.Attempts)
+			e.resolvePending(p, out, 1)
 		}(p)
 	}
 	wg.Wait()
@@ -555,7 +533,6 @@ func (e *engine) checkErrors() {
 // slot is one record of the stream between its read and its commit.
 type slot struct {
 	c        Change
-	verdict  Verdict
 	resolved bool
 }
 
@@ -629,8 +606,10 @@ func (e *engine) stream(src Source) error {
 				return
 			}
 		}
-		out, n := e.try(t.s.c, 1, t.tries)
-		t.tries += n
+		out := e.attempt(t.s.c, t.tries)
+		if out.Verdict != Aborted {
+			t.tries++
+		}
 		if out.Verdict != Carried || t.tries >= e.cfg.LaterAttempts {
 			finish(t, out)
 			return
@@ -729,7 +708,7 @@ read:
 			}
 			if done[c.Key] || (!c.Time.IsZero() && c.Time.Before(e.sum.From)) {
 				e.sum.Skipped++
-				s.resolved, s.verdict = true, Skipped
+				s.resolved = true
 				e.report(Result{Change: c, Verdict: Skipped, Message: "already resolved"})
 				e.mu.Unlock()
 				signal()
@@ -737,7 +716,7 @@ read:
 			}
 			if newer := e.newerPending(c); newer != "" {
 				e.sum.Skipped++
-				s.resolved, s.verdict = true, Skipped
+				s.resolved = true
 				e.batch.Done = append(e.batch.Done, doneOf(c))
 				e.report(Result{Change: c, Verdict: Skipped, Message: "superseded by the newer pending change " + newer})
 				e.mu.Unlock()
@@ -830,7 +809,7 @@ func (e *engine) resolve(s *slot, out Outcome, n int) {
 	if out.Verdict == Carried {
 		e.pendingSubjects[s.c.Subject] = []Pending{e.batch.Park[len(e.batch.Park)-1]}
 	}
-	s.resolved, s.verdict = true, out.Verdict
+	s.resolved = true
 	e.report(r)
 	e.checkErrors()
 }
@@ -966,8 +945,6 @@ type MemStore struct {
 	marks   map[string]time.Time
 	done    map[string]map[string]time.Time
 	pending map[string]map[string]Pending
-	// Commits counts the commits written.
-	Commits int
 }
 
 func (m *MemStore) init() {
@@ -1048,7 +1025,6 @@ func (m *MemStore) SyncCommit(_ context.Context, job string, c Commit) error {
 			}
 		}
 	}
-	m.Commits++
 	return nil
 }
 
@@ -1057,13 +1033,6 @@ func (m *MemStore) PendingCount(job string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.pending[job])
-}
-
-// DoneCount returns the size of job's done set.
-func (m *MemStore) DoneCount(job string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.done[job])
 }
 
 // Describe returns a one-line summary of s for logs.

@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/jobrunner/jobrunner/processors"
 	"github.com/jobrunner/jobrunner/tracing"
@@ -209,17 +210,8 @@ func parseConfig(s map[string]any) (*config, error) {
 	return cfg, nil
 }
 
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r > unicode.MaxASCII || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
-			return false
-		}
-	}
-	return true
-}
+// validHeaderName reports whether s is an HTTP header field name (RFC 7230 token).
+func validHeaderName(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 func duration(v any) (time.Duration, error) {
 	switch x := v.(type) {

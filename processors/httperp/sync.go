@@ -144,10 +144,6 @@ func parseSyncSettings(s map[string]any) (syncSettings, problems) {
 // orderStatusSync is the OrderStatusSync processor.
 type orderStatusSync struct{ *base }
 
-func (b *base) syncStore() recordsync.Store {
-	return b.opts.Sync
-}
-
 // Process reads the orders the ERP changed since the mark, page by page
 // (listOrders with updatedSince, limit and the ERP's next token), maps
 // each order's ERP status to its commerce status, and pushes each mapped
@@ -194,7 +190,7 @@ func (p *orderStatusSync) Process(ctx context.Context, run *processors.Run) erro
 	}
 	m := p.statuses()
 	cfg := recordsync.Config{
-		Job: job, Store: p.syncStore(), Start: p.now().Add(-DefaultSyncLookback), From: run.Params.Time("Since"),
+		Job: job, Store: p.opts.Sync, Start: p.now().Add(-DefaultSyncLookback), From: run.Params.Time("Since"),
 		Concurrency: t.Concurrency, LaterAttempts: ss.laterAttempts, LaterBackoff: ss.laterBackoff, MaxErrors: maxErrors,
 		Guard: run.BeforeSideEffect,
 	}
@@ -271,12 +267,7 @@ func (p *orderStatusSync) Process(ctx context.Context, run *processors.Run) erro
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}
-		var pe *processors.PermanentError
-		var he *Error
-		if errors.As(err, &pe) || errors.As(err, &he) {
-			return unwrapSource(err)
-		}
-		return err
+		return unwrapSource(err)
 	}
 	run.SetProgress(100)
 	e.log().Info(line, "read", sum.Read, "pushed", sum.Pushed, "refused", sum.Refused, "carried", sum.Carried, "skipped", sum.Skipped, "highWaterMark", res.HighWaterMark)
