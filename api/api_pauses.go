@@ -102,8 +102,16 @@ func (s *Server) savePause(r *http.Request, p jobs.Pause) error {
 		}
 		return storeError(err)
 	}
+	s.pausesChanged()
 	s.log().WithField("by", p.By).Infof("%s %s paused: %s", p.Kind, p.Name, p.Reason)
 	return nil
+}
+
+// pausesChanged tells this instance's workers (Config.PausesChanged).
+func (s *Server) pausesChanged() {
+	if s.cfg.PausesChanged != nil {
+		s.cfg.PausesChanged()
+	}
 }
 
 // newPause builds the pause req asks for.
@@ -140,6 +148,7 @@ func (s *Server) deletePause(w http.ResponseWriter, r *http.Request, p principal
 	if err != nil {
 		return storeError(err)
 	}
+	s.pausesChanged()
 	if !ok {
 		return &Error{Kind: KindNotFound, Code: "not_paused", Message: fmt.Sprintf("%s %s is not paused", kind, name)}
 	}

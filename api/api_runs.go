@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
+	"github.com/jobrunner/jobrunner/notify"
 	"github.com/jobrunner/jobrunner/processors"
 )
 
@@ -52,6 +53,9 @@ type runView struct {
 	// Traces are the OpenTelemetry traces of the run's attempts (attempt 0:
 	// the triggering request), when traces are on.
 	Traces []jobs.RunTrace `json:"traces,omitempty"`
+	// Notifications are the run's notifications (sent, pending, failed),
+	// GET /runs/{id} only.
+	Notifications []notify.Notification `json:"notifications,omitempty"`
 }
 
 // childView is a run started by another run's link.
@@ -406,7 +410,11 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, _ principal) err
 	if err != nil {
 		return storeError(err)
 	}
-	v := runView{Run: run, Attempts: attemptViews(atts), Steps: steps, Children: childViews(kids), Traces: traces}
+	nts, err := notify.ForRun(r.Context(), s.cfg.Store.DB(), id)
+	if err != nil {
+		return storeError(err)
+	}
+	v := runView{Run: run, Attempts: attemptViews(atts), Steps: steps, Children: childViews(kids), Traces: traces, Notifications: nts}
 	if v.Attempts == nil {
 		v.Attempts = []attemptView{}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/jobrunner/jobrunner/erpdemo"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
 )
@@ -37,7 +38,7 @@ func TestBrowser(t *testing.T) {
 		t.Skipf("skipping the browser test: %s is not installed (apt-get install chromium); in CI this fails", chromiumPath)
 	}
 	s := jobstest.Open(t, "sqlite")
-	e := newEnv(t, s, envOptions{work: true, demo: true, builtinOnly: true})
+	e := newEnv(t, s, envOptions{work: true, pool: true, demo: true, builtinOnly: true})
 	// Some history for the runs page.
 	failed := e.trigger("OrderCancel", map[string]any{"OrderNumber": "WEB000129"})
 	e.trigger("OrderCancel", map[string]any{"OrderNumber": "WEB000126"})
@@ -182,4 +183,56 @@ func TestBrowser(t *testing.T) {
 	require.Equal(t, "dashboard:ops", r.CancelledBy)
 	require.NotNil(t, r.StartedAt, "it was running when cancelled")
 	require.Less(t, r.FinishedAt.Sub(*r.StartedAt), 50*time.Second, "cancelled long before its 60 s sleep")
+
+	// The overview: a row per job with its hourly chart and failure rate.
+	do("overview", chromedp.Navigate(base+"/overview"), chromedp.WaitVisible(chromedp.CSS(`#ov-OrderCancel svg rect`)))
+	ov := text("#ov-OrderCancel")
+	require.Contains(t, ov, "50.0 %", "2 of the 4 finished OrderCancel runs failed (WEB000129 and WEB000124 are not cancellable)")
+	shot("overview.png")
+
+	// Pause the erp connection from the jobs page: the connection and the
+	// job it holds say so, a run triggered meanwhile waits queued, and it
+	// runs once the connection is resumed.
+	do("pause the erp connection",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#conn-erp input[name=reason]`)),
+		chromedp.SetValue(chromedp.CSS(`#conn-erp input[name=reason]`), "ERP upgrade"),
+		chromedp.Click(chromedp.CSS(`#conn-erp button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn-erp .badge.failed`)),
+	)
+	require.Contains(t, text("#conn-erp"), "paused by dashboard:ops")
+	require.Contains(t, text("#conn-erp"), "ERP upgrade")
+	require.Contains(t, text("#job-OrderCancel"), "ERP upgrade", "the job says what holds it")
+	shot("paused.png")
+	e.erp.Put(erpdemo.Order{OrderNumber: "WEB000777", Status: erpdemo.StatusOpen})
+	held := e.trigger("OrderCancel", map[string]any{"OrderNumber": "WEB000777"})
+	time.Sleep(1500 * time.Millisecond) // beyond one poll (not an assertion)
+	hr, err := s.Get(context.Background(), held)
+	require.NoError(t, err)
+	require.Equal(t, jobs.StatusQueued, hr.Status, "nothing is sent to a paused connection")
+	do("resume it",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#conn-erp form[action="/resume"] button`)),
+		chromedp.Click(chromedp.CSS(`#conn-erp form[action="/resume"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn-erp form[action="/pause"]`)),
+	)
+	require.Equal(t, jobs.StatusSucceeded, e.waitStatus(held, jobs.StatusSucceeded).Status, "the held run ran after the resume")
+
+	// Bulk retry of the failed OrderCancel runs from the runs page.
+	do("failed runs of OrderCancel",
+		chromedp.Navigate(base+"/runs?job=OrderCancel&status=failed"),
+		chromedp.WaitVisible(chromedp.CSS(`#bulk-retry button[type=submit]`)),
+	)
+	require.Contains(t, text("#bulk-retry"), "Retry 2 runs")
+	do("retry them",
+		chromedp.Click(chromedp.CSS(`#bulk-retry button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("runs-table")),
+	)
+	require.Contains(t, text("body"), "Retried 2 runs")
+	retries, err := s.List(context.Background(), jobs.Filter{Trigger: jobs.TriggerRetry})
+	require.NoError(t, err)
+	require.Len(t, retries, 2, "each failed run was retried once")
+	for _, r := range retries {
+		require.Equal(t, "dashboard:ops (bulk retry)", r.TriggeredBy)
+	}
 }

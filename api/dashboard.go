@@ -1054,6 +1054,7 @@ func (s *Server) resumeSubmit(w http.ResponseWriter, r *http.Request, sess *sess
 	if _, err := s.cfg.Store.Resume(r.Context(), kind, name); err != nil {
 		return storeError(err)
 	}
+	s.pausesChanged()
 	s.log().WithField("by", sess.who.viaDashboard().who()).Infof("%s %s resumed", kind, name)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil

@@ -105,6 +105,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ principal) err
 			checks["jobs"] = check{OK: true}
 		}
 	}
+	if len(s.cfg.Serves) > 0 {
+		checks["connections"] = check{OK: true, Message: "serves only " + strings.Join(s.cfg.Serves, ", ")}
+	}
 	status, code := "ready", http.StatusOK
 	if !ready {
 		status, code = "not_ready", http.StatusServiceUnavailable

@@ -70,6 +70,9 @@ jobs:
 type envOptions struct {
 	// work runs queued runs (see worker) when the server wakes it.
 	work bool
+	// pool, with work, runs them in a real jobs.Pool (pauses, bulkheads)
+	// instead of the test worker.
+	pool bool
 	// tokens overrides the default viewer/operator/admin tokens; noTokens
 	// configures none.
 	tokens   string
@@ -184,8 +187,19 @@ func newEnv(t *testing.T, store *jobs.Store, opts envOptions) *env {
 			// for an outcome to be stored.
 			RecordTimeout: 2 * time.Second,
 		}
-		e.worker = newWorker(t, ex, e.metrics)
-		cfg.Wake = e.worker.Wake
+		if opts.pool {
+			pool := jobs.NewPool(jobs.PoolConfig{Executor: ex, Workers: 4, PollInterval: 200 * time.Millisecond})
+			pool.Start(context.Background())
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				pool.Stop(ctx)
+			})
+			cfg.Wake, cfg.PausesChanged = pool.Wake, pool.PausesChanged
+		} else {
+			e.worker = newWorker(t, ex, e.metrics)
+			cfg.Wake = e.worker.Wake
+		}
 	}
 	e.srv, err = api.New(cfg)
 	require.NoError(t, err)

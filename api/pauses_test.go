@@ -156,6 +156,16 @@ func TestRunPageShowsNotifications(t *testing.T) {
 	require.Contains(t, page, `id="notifications"`)
 	require.Contains(t, page, "connection refused")
 	require.Contains(t, page, `nt-pending`)
+
+	status, m := e.doJSON(http.MethodGet, "/api/v1/runs/"+strconv.FormatInt(id, 10), viewerSecret, nil)
+	require.Equal(t, http.StatusOK, status)
+	nts := m["notifications"].([]any)
+	require.Len(t, nts, 1, "the API's run object carries its notifications")
+	nt := nts[0].(map[string]any)
+	require.Equal(t, "pending", nt["status"])
+	require.Equal(t, "connection refused", nt["lastError"])
+	require.EqualValues(t, 2, nt["attempts"])
+	require.NotContains(t, nt, "payload")
 }
 
 func TestInstancesView(t *testing.T) {
@@ -166,7 +176,7 @@ func TestInstancesView(t *testing.T) {
 		started := time.Now().Add(-time.Hour)
 		require.NoError(t, store.ReportInstance(ctx, jobs.Instance{Owner: "hostA:11", Version: "v1.2.3", Workers: 16, Busy: 3, Scheduler: true,
 			HTTPAddr: "10.0.0.1:8080", Unrunnable: map[string]string{"OrderCancel": "connection erp: secret token: environment variable JOBRUNNER_ERP_TOKEN is not set"},
-			ClockSkewMs: 12, StartedAt: started}))
+			ClockSkewMs: 12, StartedAt: started, Serves: []string{"erp", "eu-zone"}}))
 		require.NoError(t, store.ReportInstance(ctx, jobs.Instance{Owner: "hostB:22", Version: "v1.2.3", Workers: 8, StartedAt: started}))
 		require.NoError(t, store.DB().Exec("UPDATE instances SET heartbeat_at = ? WHERE owner = 'hostB:22'", time.Now().Add(-time.Minute).UTC()).Error)
 		status, m := e.doJSON(http.MethodGet, "/api/v1/instances", viewerSecret, nil)
@@ -178,7 +188,9 @@ func TestInstancesView(t *testing.T) {
 		require.Equal(t, true, a["live"])
 		require.EqualValues(t, 3, a["busy"])
 		require.Contains(t, a["unrunnable"], "OrderCancel")
+		require.Equal(t, []any{"erp", "eu-zone"}, a["serves"])
 		require.Equal(t, false, ins[1].(map[string]any)["live"])
+		require.Equal(t, []any{}, ins[1].(map[string]any)["serves"], "every connection")
 
 		b := e.browser()
 		b.login(viewerSecret)
@@ -187,6 +199,8 @@ func TestInstancesView(t *testing.T) {
 		require.Contains(t, page, "3 / 16")
 		require.Contains(t, page, "JOBRUNNER_ERP_TOKEN is not set")
 		require.Contains(t, page, ">gone<")
+		require.Contains(t, page, "<code>eu-zone</code>")
+		require.Contains(t, page, "every connection")
 		require.NoError(t, store.RemoveInstance(ctx, "hostA:11"))
 		got, err := store.Instances(ctx)
 		require.NoError(t, err)

@@ -65,7 +65,14 @@ type Config struct {
 	// Unrunnable, when set, lists the jobs this instance does not claim
 	// and why (a missing secret, a processor not registered here); /readyz
 	// shows them under "jobs" without failing readiness.
-	Unrunnable func() map[string]string
+	// PausesChanged, when set, is called after a pause is set or lifted
+	// here (jobs.Pool.PausesChanged), so that this instance's workers
+	// respect it before their next claim.
+	PausesChanged func()
+	Unrunnable    func() map[string]string
+	// Serves lists the connections and labels this instance serves
+	// (serve --connections), shown on /readyz; empty: every connection.
+	Serves []string
 	// Log is the process log; nil discards.
 	Log *logrus.Logger
 	// Metrics are served at /metrics; nil serves 404 there.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/jobrunner/jobrunner/api"
 	"github.com/jobrunner/jobrunner/buildinfo"
+	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/metrics"
 	"github.com/jobrunner/jobrunner/notify"
@@ -38,6 +40,7 @@ type serveOptions struct {
 	waitDB       time.Duration
 	baseURL      string
 	misfireGrace time.Duration
+	connections  []string
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -73,6 +76,7 @@ operator, admin). Without tokens serve listens only on loopback.`,
 	f.DurationVar(&o.retention, "retention", 30*24*time.Hour, "prune finished runs and their logs older than this (0 keeps everything)")
 	f.DurationVar(&o.waitDB, "wait-db", 5*time.Minute, "at start-up, wait this long for the database before giving up")
 	f.DurationVar(&o.misfireGrace, "misfire-grace", 0, "how late a schedule tick may fire and still count as on time; later ticks follow the job's misfire policy (default 5s, at least 2×1s+1s)")
+	f.StringSliceVar(&o.connections, "connections", nil, "serve only these connections, each named or by one of its labels (comma-separated); runs of jobs calling any other connection are left to instances that serve it (default: every connection)")
 	f.StringVar(&o.baseURL, "base-url", os.Getenv("JOBRUNNER_BASE_URL"), "the dashboard's external URL, for run links in notifications (env JOBRUNNER_BASE_URL)")
 	return cmd
 }
@@ -152,7 +156,11 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 
 	m := metrics.New(metrics.Options{Queue: store, Log: a.log})
 	a.metrics.Store(m)
+	if err := checkServes(set, o.connections); err != nil {
+		return usageError{err}
+	}
 	ex := a.executor()
+	ex.Serves = o.connections
 	ex.LeaseTTL = o.leaseTTL
 	ex.Observer = m
 	if o.connShare > o.workers {
@@ -232,7 +240,7 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	httpErr := make(chan error, 1)
 	if o.addr != "" {
 		h, err := api.New(api.Config{
-			Store: store, Definitions: a.defs.Load, Registry: a.registry, Tokens: tokens, Wake: pool.Wake, Unrunnable: pool.Unrunnable,
+			Store: store, Definitions: a.defs.Load, Registry: a.registry, Tokens: tokens, Wake: pool.Wake, Unrunnable: pool.Unrunnable, Serves: o.connections, PausesChanged: pool.PausesChanged,
 			Log: a.log, Metrics: m, Demo: o.demo, Reload: reload, Getenv: a.getenv,
 			Ready: func(rctx context.Context) error {
 				if sched != nil && !sched.Running() {
@@ -320,7 +328,7 @@ func (a *app) reportInstance(ctx context.Context, store *jobs.Store, pool *jobs.
 			skew = d
 		}
 		in := jobs.Instance{Owner: pool.Owner(), Version: buildinfo.Read().Short(), Workers: o.workers, Busy: pool.Busy(), Scheduler: scheduling,
-			HTTPAddr: httpAddr, Unrunnable: pool.Unrunnable(), ClockSkewMs: skew.Milliseconds(), StartedAt: started}
+			HTTPAddr: httpAddr, Unrunnable: pool.Unrunnable(), Serves: o.connections, ClockSkewMs: skew.Milliseconds(), StartedAt: started}
 		if err := store.ReportInstance(sctx, in); err != nil && ctx.Err() == nil {
 			a.log.Debugf("instances view: %v", err)
 		}
@@ -350,4 +358,27 @@ func (a *app) pruneLoop(ctx context.Context, store *jobs.Store, retention time.D
 		case <-t.C:
 		}
 	}
+}
+
+// checkServes refuses a --connections entry that names no connection and
+// no label of the loaded definitions (a typo would leave jobs unserved).
+func checkServes(set *definitions.Set, serves []string) error {
+	known := map[string]bool{}
+	for _, c := range set.Connections {
+		known[c.Name] = true
+		for _, l := range c.Labels {
+			known[l] = true
+		}
+	}
+	for _, s := range serves {
+		if !known[s] {
+			names := make([]string, 0, len(known))
+			for n := range known {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return fmt.Errorf("--connections %s: no connection or label of that name (known: %s)", s, strings.Join(names, ", "))
+		}
+	}
+	return nil
 }

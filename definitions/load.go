@@ -689,7 +689,7 @@ func (l *loader) anyValue(n *yaml.Node, path string, depth int) (any, bool) {
 }
 
 var (
-	connectionKeys = []string{"name", "type", "preset", "settings", "operations", "secrets", "maxConcurrency", "maintenance"}
+	connectionKeys = []string{"name", "type", "preset", "settings", "operations", "secrets", "maxConcurrency", "maintenance", "rateLimit", "labels"}
 	jobKeys        = []string{"name", "description", "type", "connection", "processor", "operation", "inputs", "postProcessor",
 		"parameters", "schedule", "retry", "timeout", "concurrency", "uniqueBy", "maxErrors",
 		"maxWarnings", "steps", "links", "settings", "notify", "push"}
@@ -733,6 +733,20 @@ func (l *loader) connection(n *yaml.Node, path string) (*Connection, bool) {
 			if good && c.MaxConcurrency < 0 {
 				l.problem(v, fp, "must not be negative, got %d", c.MaxConcurrency)
 				good = false
+			}
+		case "rateLimit":
+			c.RateLimit, good = l.float(v, fp)
+			if good && (c.RateLimit < 0 || c.RateLimit > MaxRateLimit) {
+				l.problem(v, fp, "must be between 0 (no limit) and %d requests per second, got %v", MaxRateLimit, c.RateLimit)
+				good = false
+			}
+		case "labels":
+			c.Labels, good = l.strList(v, fp)
+			for _, lb := range c.Labels {
+				if good && !labelName.MatchString(lb) {
+					l.problem(v, fp, "label %q: use letters, digits, '-', '_' or '.', starting with a letter or digit", lb)
+					good = false
+				}
 			}
 		}
 		if !good {

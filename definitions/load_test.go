@@ -371,3 +371,25 @@ func TestHugeFileRefusedBeforeReading(t *testing.T) {
 	require.ErrorContains(t, err, "huge.yaml: file is larger than 4194304 bytes (52428800 bytes)")
 	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(8<<20), "the file was not read")
 }
+
+func TestConnectionRateLimitAndLabels(t *testing.T) {
+	t.Parallel()
+	fsys := fstest.MapFS{"jobs.yaml": {Data: []byte(`connections:
+  - name: erp
+    type: http
+    rateLimit: 20
+    labels: [eu, erp-primary]
+  - name: slow
+    type: http
+    rateLimit: 0.5
+jobs: []
+`)}}
+	set, err := LoadFS(fsys, ".")
+	require.NoError(t, err)
+	erp, _ := set.Connection("erp")
+	require.Equal(t, 20.0, erp.RateLimit)
+	require.Equal(t, []string{"eu", "erp-primary"}, erp.Labels)
+	slow, _ := set.Connection("slow")
+	require.Equal(t, 0.5, slow.RateLimit, "below one request per second is allowed")
+	require.Empty(t, slow.Labels)
+}

@@ -292,6 +292,15 @@ type Connection struct {
 	// instances, against this connection (an ERP must not be hammered by
 	// every worker); 0 means no limit.
 	MaxConcurrency int
+	// RateLimit caps the requests per second sent to this connection,
+	// across all runs and all instances sharing the database (each request
+	// reserves the next free slot in the database and waits for it); 0
+	// means no limit. At most [MaxRateLimit].
+	RateLimit float64
+	// Labels name groups of connections an instance can be told to serve
+	// (serve --connections NAME|LABEL,...), e.g. a region or a network
+	// zone.
+	Labels []string
 	// Maintenance lists the times the connection must not be called.
 	Maintenance []MaintenanceWindow
 	Pos         Pos

@@ -29,7 +29,14 @@ const (
 var (
 	namePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,99}$`)
 	envName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	labelName   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 )
+
+// MaxRateLimit is the highest connection rateLimit (requests per second)
+// a definition may set: every request reserves its slot with one write to
+// one database row, so far higher rates would make that row the
+// bottleneck; use maxConcurrency to bound a faster ERP.
+const MaxRateLimit = 1000
 
 const nameRule = "want a letter, then letters, digits, _ . or -, at most 100 characters"
 

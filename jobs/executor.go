@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,11 @@ type Executor struct {
 	RecordTimeout time.Duration
 	// Observer receives metrics; may be nil.
 	Observer Observer
+	// Serves, when not empty, names the connections this process serves,
+	// each by its name or one of its labels (serve --connections): runs of
+	// a job that calls any other connection (a step's or its push's) are
+	// not claimed here (see Unrunnable). Empty: every connection.
+	Serves []string
 
 	// giveUp, when set (by a Pool), holds the UnixNano time at which
 	// outcome recording stops retrying: the shutdown's last try.
@@ -363,7 +369,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 			MaxAttempts: run.MaxAttempts,
 			Params:      params,
 			Connection: processors.Connection{Name: sp.conn.Name, Type: sp.conn.Type, Settings: sp.conn.ExpandedSettings(e.getenv), Secrets: secrets[sp.conn.Name],
-				Preset: sp.conn.Preset, Operations: sp.conn.Operations},
+				Preset: sp.conn.Preset, Operations: sp.conn.Operations, Limit: e.limit(sp.conn)},
 			Operation:      sp.def.Operation,
 			Inputs:         sp.def.Inputs,
 			Preview:        run.Preview,
@@ -379,7 +385,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 			}
 			pr.Push = &processors.Target{
 				Connection: processors.Connection{Name: pp.conn.Name, Type: pp.conn.Type, Settings: pp.conn.ExpandedSettings(e.getenv),
-					Secrets: secrets[pp.conn.Name], Preset: pp.conn.Preset, Operations: pp.conn.Operations},
+					Secrets: secrets[pp.conn.Name], Preset: pp.conn.Preset, Operations: pp.conn.Operations, Limit: e.limit(pp.conn)},
 				Processor: pp.proc, ProcessorName: pp.name, Operation: pp.def.Operation, Inputs: pp.def.Inputs, Concurrency: conc,
 			}
 		}
@@ -884,6 +890,16 @@ func (e *Executor) Unrunnable(set *definitions.Set) map[string]string {
 			continue
 		}
 		for _, sp := range plan {
+			if why := e.notServed(sp.conn); why != "" {
+				out[j.Name] = why
+				break
+			}
+			if sp.push != nil {
+				if why := e.notServed(sp.push.conn); why != "" {
+					out[j.Name] = "push " + why
+					break
+				}
+			}
 			if _, err := sp.conn.ResolveSecrets(e.getenv); err != nil {
 				out[j.Name] = err.Error()
 				break
@@ -897,6 +913,28 @@ func (e *Executor) Unrunnable(set *definitions.Set) map[string]string {
 		}
 	}
 	return out
+}
+
+// notServed says why connection c is not served here (Serves), or "".
+func (e *Executor) notServed(c *definitions.Connection) string {
+	if len(e.Serves) == 0 {
+		return ""
+	}
+	for _, name := range e.Serves {
+		if name == c.Name || slices.Contains(c.Labels, name) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("connection %s is not served by this instance (serve --connections %s)", c.Name, strings.Join(e.Serves, ","))
+}
+
+// limit returns the rate limiter of a connection with a rateLimit (nil
+// without one).
+func (e *Executor) limit(c *definitions.Connection) func(ctx context.Context) error {
+	if c.RateLimit <= 0 {
+		return nil
+	}
+	return e.Store.rateLimiter(c.Name, c.RateLimit)
 }
 
 // traceAttempt links the attempt's span to the request that triggered the

@@ -264,3 +264,20 @@ func TestMissingSecretInAPoolReleasesTheRun(t *testing.T) {
 		require.Equal(t, "SECRET_MISSING", r.ErrorCode)
 	})
 }
+
+func TestServesLimitsTheConnectionsClaimedHere(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		e := newEnv(t, s)
+		ex := *e.ex
+		require.Empty(t, ex.Unrunnable(e.defs), "every connection by default")
+		ex.Serves = []string{"zone-b"}
+		un := ex.Unrunnable(e.defs)
+		require.Len(t, un, len(e.defs.Jobs), "none of t's jobs is claimed by an instance serving zone-b")
+		require.Equal(t, "connection t is not served by this instance (serve --connections zone-b)", un["Echo"])
+		ex.Serves = []string{"zone-b", "zone-a"} // by label
+		require.Empty(t, ex.Unrunnable(e.defs))
+		ex.Serves = []string{"t"} // by name
+		require.Empty(t, ex.Unrunnable(e.defs))
+	})
+}

@@ -22,6 +22,7 @@ connections:
   - name: t
     type: test
     secrets: {token: JR_TEST_TOKEN}
+    labels: [zone-a]
 jobs:
   - name: Echo
     connection: t

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"gorm.io/gorm/clause"
@@ -22,6 +23,9 @@ type Instance struct {
 	// Unrunnable are the jobs it does not claim, and why (a missing
 	// secret, a processor not in this binary).
 	Unrunnable map[string]string `json:"unrunnable"`
+	// Serves lists the connections and labels it was told to serve
+	// (serve --connections); empty: every connection.
+	Serves []string `json:"serves"`
 	// ClockSkew is its clock minus the database's, in milliseconds.
 	ClockSkewMs int64     `json:"clockSkewMs"`
 	StartedAt   time.Time `json:"startedAt"`
@@ -47,6 +51,7 @@ type instanceRow struct {
 	Scheduler   bool
 	HTTPAddr    string
 	Unrunnable  string
+	Serves      string
 	ClockSkewMs int64
 	StartedAt   time.Time
 	HeartbeatAt time.Time
@@ -59,11 +64,11 @@ func (s *Store) ReportInstance(ctx context.Context, in Instance) error {
 		return fmt.Errorf("jobs: report instance: %w", err)
 	}
 	row := map[string]any{"owner": truncate(in.Owner, 200), "version": truncate(in.Version, 100), "workers": in.Workers, "busy": in.Busy,
-		"scheduler": in.Scheduler, "http_addr": truncate(in.HTTPAddr, 200), "unrunnable": string(un), "clock_skew_ms": in.ClockSkewMs,
+		"scheduler": in.Scheduler, "http_addr": truncate(in.HTTPAddr, 200), "unrunnable": string(un), "serves": truncate(strings.Join(in.Serves, ","), 2000), "clock_skew_ms": in.ClockSkewMs,
 		"started_at": in.StartedAt.UTC(), "heartbeat_at": time.Now().UTC()}
 	err = s.db.WithContext(ctx).Table("instances").Clauses(clause.OnConflict{
 		Columns:   []clause.Column{{Name: "owner"}},
-		DoUpdates: clause.AssignmentColumns([]string{"version", "workers", "busy", "scheduler", "http_addr", "unrunnable", "clock_skew_ms", "started_at", "heartbeat_at"}),
+		DoUpdates: clause.AssignmentColumns([]string{"version", "workers", "busy", "scheduler", "http_addr", "unrunnable", "serves", "clock_skew_ms", "started_at", "heartbeat_at"}),
 	}).Create(row).Error
 	if err != nil {
 		return fmt.Errorf("jobs: report instance %s: %w", in.Owner, err)
@@ -93,6 +98,10 @@ func (s *Store) Instances(ctx context.Context) ([]Instance, error) {
 		in := Instance{Owner: r.Owner, Version: r.Version, Workers: r.Workers, Busy: r.Busy, Scheduler: r.Scheduler, HTTPAddr: r.HTTPAddr,
 			ClockSkewMs: r.ClockSkewMs, StartedAt: r.StartedAt.UTC(), HeartbeatAt: r.HeartbeatAt.UTC(), Unrunnable: map[string]string{}}
 		_ = json.Unmarshal([]byte(r.Unrunnable), &in.Unrunnable)
+		in.Serves = []string{}
+		if r.Serves != "" {
+			in.Serves = strings.Split(r.Serves, ",")
+		}
 		in.Live = now.Sub(in.HeartbeatAt) < InstanceGone
 		out = append(out, in)
 	}

@@ -51,7 +51,10 @@ type Pool struct {
 
 	wake  chan struct{}
 	freed chan struct{}
-	busy  atomic.Int64
+	// pausesStale asks the claim loop to read pauses again before its
+	// next claim (PausesChanged).
+	pausesStale atomic.Bool
+	busy        atomic.Int64
 	// pending counts executions whose outcome awaits its commit.
 	pending    atomic.Int64
 	maxPending int
@@ -246,6 +249,16 @@ func (p *Pool) Wake() {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// PausesChanged tells the pool that a pause was set or lifted through
+// this process (the API, the dashboard): it reads the pauses again before
+// its next claim instead of within the poll interval, so a run triggered
+// right after pausing its connection is not claimed here. Other
+// instances see the change within their poll interval.
+func (p *Pool) PausesChanged() {
+	p.pausesStale.Store(true)
+	p.Wake()
 }
 
 // Owner returns the lease owner name of this pool's runs (host:pid).
@@ -541,7 +554,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 					p.setJobConns(set)
 				}
 				limits, groups = cachedLimits, cachedGroups
-				if set != heldOf || time.Since(pausesAt) >= p.cfg.PollInterval {
+				if set != heldOf || time.Since(pausesAt) >= p.cfg.PollInterval || p.pausesStale.Swap(false) {
 					heldOf, pausesAt = set, time.Now()
 					if held, err := p.heldJobs(ctx, set); err == nil {
 						heldSkip = p.logHeld(log, held, pauseWarns)

@@ -30,6 +30,12 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		v, err := migrations.Current(ctx, s.DB())
 		require.NoError(t, err)
 		require.Equal(t, migrations.Latest(), v)
+
+		// A migration cut short after its ADD COLUMN (0007) runs again.
+		require.NoError(t, s.DB().Exec("DELETE FROM schema_migrations WHERE version = 7").Error)
+		applied, err = migrations.Apply(ctx, s.DB(), s.Dialect())
+		require.NoError(t, err, "a column already added is skipped")
+		require.Equal(t, []int{7}, applied)
 	})
 }
 

@@ -130,7 +130,10 @@ func Apply(ctx context.Context, db *gorm.DB, dialect string) ([]int, error) {
 			}
 			for _, stmt := range Statements(m.SQL) {
 				if err := conn.Exec(stmt).Error; err != nil {
-					return fmt.Errorf("migrations: apply %04d_%s: %w", m.Version, m.Name, err)
+					if !rerunColumn(stmt, err) {
+						return fmt.Errorf("migrations: apply %04d_%s: %w", m.Version, m.Name, err)
+					}
+					conn.Error = nil // the handle keeps the error otherwise
 				}
 			}
 			if err := conn.Exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -166,4 +169,12 @@ func Statements(sql string) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// rerunColumn reports an ADD COLUMN that failed because the column is
+// there: the migration ran this far before a crash (MySQL has no ADD
+// COLUMN IF NOT EXISTS; MySQL error 1060, SQLite "duplicate column name").
+func rerunColumn(stmt string, err error) bool {
+	return strings.Contains(strings.ToUpper(stmt), "ADD COLUMN") &&
+		strings.Contains(strings.ToLower(err.Error()), "duplicate column name")
 }

@@ -52,6 +52,21 @@ type Connection struct {
 	// definitions.Connection); read by connection types that have them.
 	Preset     string
 	Operations map[string]any
+	// Limit, when set, blocks until the connection's rate limit
+	// (definitions.Connection.RateLimit, shared by all instances) lets one
+	// more request go, or returns an error when ctx ends first or the slot
+	// cannot be reserved. Call it through [Connection.Wait].
+	Limit func(ctx context.Context) error
+}
+
+// Wait blocks until the connection's rate limit lets one more request
+// go; processors call it before each request they send. Without a limit
+// it returns nil at once.
+func (c Connection) Wait(ctx context.Context) error {
+	if c.Limit == nil {
+		return nil
+	}
+	return c.Limit(ctx)
 }
 
 // Target is a connection a processor writes records to (a job's push:):

@@ -429,6 +429,14 @@ func (e *erp) call(ctx context.Context, rq *request) (*response, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// The connection's rate limit: wait for this request's slot before
+	// its own timeout starts.
+	if err := e.run.Connection.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, &Error{Code: CodeUnavailable, Message: e.red.s(err.Error())}
+	}
 	method, path := rq.method, rq.path
 	u := e.cfg.base.String() + path
 	if len(rq.query) > 0 {

@@ -1,0 +1,113 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/jobrunner/jobrunner/migrations"
+	"gorm.io/gorm"
+)
+
+// ReserveRate reserves the next request slot of the connection named
+// name under a limit of rate requests per second, shared by every process
+// on this database, and returns how long the caller must wait before it
+// sends (0: now). Slots are spaced 1/rate apart on the database's clock
+// (MySQL; SQLite, one host: this process's clock), so instances with
+// skewed clocks still keep the rate; an idle connection's first request
+// goes at once (no burst is saved up). A slot reserved by a caller that
+// then gives up is lost (the rate is undershot, never exceeded). rate
+// must be positive.
+func (s *Store) ReserveRate(ctx context.Context, name string, rate float64) (time.Duration, error) {
+	if rate <= 0 || math.IsNaN(rate) || math.IsInf(rate, 0) {
+		return 0, fmt.Errorf("jobs: reserving a request slot of %s: rate must be positive, got %v", name, rate)
+	}
+	step := int64(math.Round(1e6 / rate))
+	sel := "SELECT next_us AS next, 0 AS now FROM connection_rates WHERE name = ?"
+	ins := "INSERT OR IGNORE INTO connection_rates (name, next_us) VALUES (?, 0)"
+	if s.dialect == migrations.MySQL {
+		sel = "SELECT next_us AS next, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS now FROM connection_rates WHERE name = ? FOR UPDATE"
+		ins = "INSERT IGNORE INTO connection_rates (name, next_us) VALUES (?, 0)"
+	}
+	var wait time.Duration
+	var err error
+	for try := 0; ; try++ {
+		missing := false
+		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			var row struct {
+				Next int64
+				Now  int64
+			}
+			res := tx.Raw(sel, name).Scan(&row)
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == 0 {
+				missing = true
+				return errNoSlotRow
+			}
+			if s.dialect == migrations.SQLite {
+				row.Now = time.Now().UnixMicro()
+			}
+			slot := max(row.Next, row.Now)
+			if err := tx.Exec("UPDATE connection_rates SET next_us = ? WHERE name = ?", slot+step, name).Error; err != nil {
+				return err
+			}
+			wait = time.Duration(slot-row.Now) * time.Microsecond
+			return nil
+		})
+		if missing && try < 3 {
+			// First use: create the row outside the locking transaction
+			// (a locking read of a missing row takes a gap lock that
+			// concurrent creators deadlock on), then reserve again.
+			if err = s.db.WithContext(ctx).Exec(ins, name).Error; err != nil {
+				break
+			}
+			continue
+		}
+		if err != nil && try < 3 && isDeadlock(err) && ctx.Err() == nil {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return 0, fmt.Errorf("jobs: reserving a request slot of %s: %s", name, redactErr(err, s.dsn))
+	}
+	return wait, nil
+}
+
+var errNoSlotRow = errors.New("the connection has no slot row")
+
+// isDeadlock reports MySQL's deadlock (1213) or lock wait timeout (1205),
+// after which the transaction may simply run again.
+func isDeadlock(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
+// rateLimiter returns the function a processor calls before each request
+// to a connection with a rateLimit: it reserves the next slot and waits
+// for it (or until ctx ends).
+func (s *Store) rateLimiter(name string, rate float64) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		wait, err := s.ReserveRate(ctx, name, rate)
+		if err != nil {
+			return err
+		}
+		if wait <= 0 {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("waiting %s for a request slot of connection %s (rateLimit %v/s): %w", wait.Round(time.Millisecond), name, rate, ctx.Err())
+		}
+	}
+}
