@@ -29,6 +29,10 @@ type privateMariaDB struct {
 	logPath string
 	cmd     *exec.Cmd
 	done    chan struct{}
+	// args are extra server options (replication, semi-sync); with
+	// logBin the server writes a binary log (default --skip-log-bin).
+	args   []string
+	logBin bool
 }
 
 // findProgram looks name up in PATH and in /usr/sbin (not always in PATH).
@@ -104,8 +108,14 @@ func (m *privateMariaDB) start() {
 		"--tmpdir="+m.dir,
 		fmt.Sprintf("--port=%d", m.port), "--bind-address=127.0.0.1", "--skip-networking=0",
 		"--user="+u.Username,
-		"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M", "--skip-log-bin",
+		"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
 		"--max-connections=200", "--skip-name-resolve")
+	if m.logBin {
+		cmd.Args = append(cmd.Args, "--log-bin="+filepath.Join(m.dir, "data", "binlog"), "--binlog-format=ROW")
+	} else {
+		cmd.Args = append(cmd.Args, "--skip-log-bin")
+	}
+	cmd.Args = append(cmd.Args, m.args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())
@@ -161,6 +171,30 @@ func (m *privateMariaDB) createDatabase(name string) {
 	defer db.Close()
 	_, err = db.Exec("CREATE DATABASE " + name + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
 	require.NoError(m.t, err)
+}
+
+// exec runs statements on the server as root (directly, not through a
+// test's switch).
+func (m *privateMariaDB) exec(stmts ...string) {
+	m.t.Helper()
+	db, err := sql.Open("mysql", fmt.Sprintf("root@tcp(127.0.0.1:%d)/", m.port))
+	require.NoError(m.t, err)
+	defer db.Close()
+	for _, q := range stmts {
+		_, err = db.Exec(q)
+		require.NoError(m.t, err, q)
+	}
+}
+
+// query returns the first column of the first row of q, as text.
+func (m *privateMariaDB) query(q string, args ...any) string {
+	m.t.Helper()
+	db, err := sql.Open("mysql", fmt.Sprintf("root@tcp(127.0.0.1:%d)/", m.port))
+	require.NoError(m.t, err)
+	defer db.Close()
+	var v sql.NullString
+	require.NoError(m.t, db.QueryRow(q, args...).Scan(&v), q)
+	return v.String
 }
 
 // countLines counts the lines of s that contain every one of subs.

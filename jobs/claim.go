@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -58,55 +59,9 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 	}
 	var runs []Run
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		saturated, room, err := s.lockLimits(tx, opts.Limits, opts.Groups)
-		if err != nil {
+		var err error
+		if runs, err = s.claimable(tx, n, opts); err != nil {
 			return err
-		}
-		now := s.now(0)
-		query := "SELECT " + runColumns + " FROM runs WHERE status = ? AND not_before <= " + now.SQL
-		args := append([]any{StatusQueued}, now.Vars...)
-		if skip := append(append([]string{}, saturated...), opts.Skip...); len(skip) > 0 {
-			query += " AND job NOT IN ?"
-			args = append(args, skip)
-		}
-		query += " ORDER BY not_before, id LIMIT ?"
-		args = append(args, n)
-		if s.dialect == migrations.MySQL {
-			query += " FOR UPDATE SKIP LOCKED"
-		}
-		rows, err := tx.Raw(query, args...).Rows()
-		if err != nil {
-			return fmt.Errorf("select due runs: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			r, err := scanRun(rows)
-			if err != nil {
-				return fmt.Errorf("read due run: %w", err)
-			}
-			runs = append(runs, r)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read due runs: %w", err)
-		}
-		rows.Close()
-		if room != nil { // drop what would exceed a limit within this batch
-			kept := runs[:0]
-		next:
-			for _, r := range runs {
-				for _, g := range opts.Groups[r.Job] {
-					if left, limited := room[g]; limited && left <= 0 {
-						continue next
-					}
-				}
-				for _, g := range opts.Groups[r.Job] {
-					if _, limited := room[g]; limited {
-						room[g]--
-					}
-				}
-				kept = append(kept, r)
-			}
-			runs = kept
 		}
 		if len(runs) == 0 {
 			return nil
@@ -147,6 +102,109 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 		claims[i] = &Claim{Run: r, Token: token, Owner: opts.Owner, TTL: ttl, Started: now}
 	}
 	return claims, nil
+}
+
+// claimable selects (and locks, on MySQL) up to n due runs for a claim
+// within tx, within the claim limits. The limits are taken (a lock row per
+// limited group, which serialises the claimers that take such runs) only
+// when the due runs include one of a limited job, so claims of unlimited
+// jobs run side by side on every instance. A run locked by the first
+// selection and not kept stays queued (the lock ends with tx).
+func (s *Store) claimable(tx *gorm.DB, n int, opts ClaimOptions) ([]Run, error) {
+	runs, err := s.selectDue(tx, n, opts.Skip)
+	if err != nil || !touchesLimits(runs, opts.Limits, opts.Groups) {
+		return runs, err
+	}
+	saturated, room, err := s.lockLimits(tx, opts.Limits, opts.Groups)
+	if err != nil {
+		return nil, err
+	}
+	if hasJob(runs, saturated) {
+		// Select again without the saturated jobs, so that a queue head
+		// full of their runs does not starve the others.
+		if runs, err = s.selectDue(tx, n, append(append([]string{}, opts.Skip...), saturated...)); err != nil {
+			return nil, err
+		}
+	}
+	kept := runs[:0] // drop what would exceed a limit within this batch
+next:
+	for _, r := range runs {
+		for _, g := range opts.Groups[r.Job] {
+			if left, limited := room[g]; limited && left <= 0 {
+				continue next
+			}
+		}
+		for _, g := range opts.Groups[r.Job] {
+			if _, limited := room[g]; limited {
+				room[g]--
+			}
+		}
+		kept = append(kept, r)
+	}
+	return kept, nil
+}
+
+// selectDue selects (and on MySQL locks, skipping rows other claimers
+// hold) up to n due queued runs, oldest due first, except those of the
+// jobs in skip.
+func (s *Store) selectDue(tx *gorm.DB, n int, skip []string) ([]Run, error) {
+	now := s.now(0)
+	query := "SELECT " + runColumns + " FROM runs WHERE status = ? AND not_before <= " + now.SQL
+	args := append([]any{StatusQueued}, now.Vars...)
+	if len(skip) > 0 {
+		query += " AND job NOT IN ?"
+		args = append(args, skip)
+	}
+	query += " ORDER BY not_before, id LIMIT ?"
+	args = append(args, n)
+	if s.dialect == migrations.MySQL {
+		query += " FOR UPDATE SKIP LOCKED"
+	}
+	rows, err := tx.Raw(query, args...).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("select due runs: %w", err)
+	}
+	defer rows.Close()
+	var runs []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read due run: %w", err)
+		}
+		runs = append(runs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read due runs: %w", err)
+	}
+	return runs, nil
+}
+
+// touchesLimits reports whether a run of runs belongs to a limited group.
+func touchesLimits(runs []Run, limits map[string]int, groups map[string][]string) bool {
+	if len(limits) == 0 {
+		return false
+	}
+	for _, r := range runs {
+		for _, g := range groups[r.Job] {
+			if limits[g] > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasJob reports whether a run of runs is of one of jobs.
+func hasJob(runs []Run, jobs []string) bool {
+	if len(jobs) == 0 {
+		return false
+	}
+	for _, r := range runs {
+		if slices.Contains(jobs, r.Job) {
+			return true
+		}
+	}
+	return false
 }
 
 // ClaimsByToken returns as claims the runs still running under token, with

@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -274,4 +275,59 @@ func TestPoolConfigIsValidated(t *testing.T) {
 	p, err := jobs.NewPoolSafely(jobs.PoolConfig{Executor: ex})
 	require.NoError(t, err, "zero values are the defaults")
 	require.NotNil(t, p)
+}
+
+// TestLimitedRunsAtTheQueueHeadDoNotStarveOthers: 200 runs of a job with
+// maxRunning 2 queued before 50 runs of an unlimited job, three pools:
+// the limit holds across them, and the unlimited runs do not wait behind
+// the limited ones (claims of unlimited jobs take no limit lock, and a
+// claim whose head is saturated selects again without it).
+func TestLimitedRunsAtTheQueueHeadDoNotStarveOthers(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		var running, peak, limitedDone atomic.Int64
+		e.reg.Register("Two", processors.ProcessorFunc(func(ctx context.Context, r *processors.Run) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+			limitedDone.Add(1)
+			return nil
+		}), processors.ForConnectionTypes("test"))
+		two := *e.job(t, "Flaky")
+		two.Name, two.Processor = "Two", "Two"
+		two.Concurrency = definitions.Concurrency{MaxRunning: 2}
+		e.defs.Jobs = append(e.defs.Jobs, &two)
+		for range 200 {
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: &two, Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+		}
+		echo := e.job(t, "Echo")
+		for i := range 50 {
+			_, err := s.Enqueue(ctx, jobs.NewRun{Job: echo, Params: e.params(t, "Echo", map[string]string{"OrderNumber": fmt.Sprintf("Q%d", i)}), Trigger: jobs.TriggerAPI})
+			require.NoError(t, err)
+		}
+		var pools []*jobs.Pool
+		for range 3 {
+			p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 8, BatchSize: 8, PollInterval: 10 * time.Millisecond})
+			p.Start(ctx)
+			pools = append(pools, p)
+		}
+		waitFor(t, time.Minute, func() bool { return e.count("Echo") == 50 }, "the unlimited runs did not all run")
+		atEcho := limitedDone.Load()
+		waitFor(t, 2*time.Minute, func() bool { return countStatus(t, s, jobs.StatusSucceeded) == 250 }, "runs did not finish")
+		for _, p := range pools {
+			p.Stop(ctx)
+		}
+		require.LessOrEqual(t, peak.Load(), int64(2), "maxRunning 2 across three pools")
+		require.Less(t, atEcho, int64(150), "the 50 unlimited runs finished while most limited ones still waited (they were not starved)")
+		t.Logf("unlimited runs all done after %d of 200 limited runs; peak limited concurrency %d", atEcho, peak.Load())
+	})
 }
