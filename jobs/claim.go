@@ -70,15 +70,7 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 		for i := range runs {
 			ids[i] = runs[i].ID
 		}
-		res := tx.Model(&Run{}).Where("id IN ?", ids).Updates(map[string]any{
-			"status":           StatusRunning,
-			"attempt":          gorm.Expr("attempt + 1"),
-			"lease_owner":      opts.Owner,
-			"lease_token":      token,
-			"lease_expires_at": s.now(ttl),
-			"started_at":       gorm.Expr("COALESCE(started_at, "+s.greatest()+"(created_at, ?))", s.now(0)),
-			"updated_at":       s.now(0),
-		})
+		res := tx.Model(&Run{}).Where("id IN ?", ids).Updates(s.claimedFields(opts.Owner, token, ttl))
 		if res.Error != nil {
 			return fmt.Errorf("mark runs running: %w", res.Error)
 		}
@@ -90,15 +82,7 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 	now := time.Now()
 	claims := make([]*Claim, len(runs))
 	for i := range runs {
-		r := &runs[i]
-		r.Status = StatusRunning
-		r.Attempt++
-		owner, tok := opts.Owner, token
-		r.LeaseOwner, r.LeaseToken = &owner, &tok
-		if r.StartedAt == nil {
-			t := now.UTC()
-			r.StartedAt = &t
-		}
+		r := claimedCopy(&runs[i], opts.Owner, token, now)
 		claims[i] = &Claim{Run: r, Token: token, Owner: opts.Owner, TTL: ttl, Started: now}
 	}
 	return claims, nil
@@ -518,18 +502,14 @@ type FinishItem struct {
 // updates that can share one UPDATE statement.
 func (s *Store) finishUpdate(f Finish, now time.Time) (map[string]any, string) {
 	upd := map[string]any{
-		"status":           f.Status,
-		"lease_owner":      nil,
-		"lease_token":      nil,
-		"lease_expires_at": nil,
-		"error_code":       f.ErrorCode,
-		"error_message":    f.ErrorMessage,
-		"progress":         f.Progress.Progress,
-		"records_read":     f.Progress.Read,
-		"records_changed":  f.Progress.Changed,
-		"record_errors":    f.Progress.Errors,
-		"record_warnings":  f.Progress.Warnings,
-		"updated_at":       s.now(0),
+		"error_code":      f.ErrorCode,
+		"error_message":   f.ErrorMessage,
+		"progress":        f.Progress.Progress,
+		"records_read":    f.Progress.Read,
+		"records_changed": f.Progress.Changed,
+		"record_errors":   f.Progress.Errors,
+		"record_warnings": f.Progress.Warnings,
+		"updated_at":      s.now(0),
 	}
 	var key strings.Builder
 	fmt.Fprintf(&key, "%s\x00%s\x00%s\x00%d\x00%d\x00%d\x00%d\x00%d\x00%t", f.Status, f.ErrorCode, f.ErrorMessage,
@@ -543,14 +523,13 @@ func (s *Store) finishUpdate(f Finish, now time.Time) (map[string]any, string) {
 		upd["snoozes"] = gorm.Expr("snoozes + 1")
 	}
 	if f.Status.Final() {
-		upd["finished_at"] = s.now(0)
-		upd["unique_key"] = nil
+		s.finalFields(upd, f.Status)
 	} else {
 		nb := f.NotBefore.UTC()
 		if nb.IsZero() {
 			nb = now
 		}
-		upd["not_before"] = nb
+		s.requeuedFields(upd, &nb)
 		fmt.Fprintf(&key, "\x00nb%d", nb.UnixNano())
 	}
 	return upd, key.String()
@@ -638,25 +617,22 @@ func (s *Store) RescueExpiredWithin(ctx context.Context, limit int, maxSelect ti
 				owner = *r.LeaseOwner
 			}
 			msg := fmt.Sprintf("the worker %s stopped renewing its lease (killed, hung or cut off from the database)", owner)
-			upd := map[string]any{
-				"lease_owner": nil, "lease_token": nil, "lease_expires_at": nil, "updated_at": s.now(0),
-				"error_code": "LEASE_EXPIRED", "error_message": msg,
-			}
+			upd := map[string]any{"error_code": "LEASE_EXPIRED", "error_message": msg}
 			att := Attempt{RunID: r.ID, Attempt: r.Attempt, Owner: owner, Status: AttemptLeaseExpired, StartedAt: now,
 				FinishedAt: now, ErrorCode: "LEASE_EXPIRED", ErrorMessage: msg}
 			if r.StartedAt != nil {
 				att.StartedAt = r.StartedAt.UTC()
 			}
 			if r.CancelRequested {
-				upd["status"], upd["finished_at"], upd["unique_key"] = StatusCancelled, s.now(0), nil
+				s.finalFields(upd, StatusCancelled)
 				upd["error_code"], upd["error_message"] = "CANCELLED", "cancelled by an operator; "+msg
 			} else if r.AttemptsUsed() < r.MaxAttempts {
 				// not_before is left as it was: the run keeps its place in
 				// the queue instead of going to the back.
-				upd["status"] = StatusQueued
+				s.requeuedFields(upd, nil)
 				att.RetryAt = &now
 			} else {
-				upd["status"], upd["finished_at"], upd["unique_key"] = StatusFailed, s.now(0), nil
+				s.finalFields(upd, StatusFailed)
 				upd["error_message"] = msg + "; no attempts left"
 				att.ErrorMessage = msg + "; no attempts left"
 			}

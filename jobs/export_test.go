@@ -14,3 +14,6 @@ func SetResolveTimeout(d time.Duration) { resolveTimeout = d }
 
 // AttemptRow exports attemptRow.
 var AttemptRow = attemptRow
+
+// Allowed exports allowed (the life cycle's transitions).
+var Allowed = allowed

@@ -250,14 +250,13 @@ func newRunRow(nr NewRun, now time.Time) (*Run, map[string]string, error) {
 	if nb.IsZero() {
 		nb = now
 	}
-	r := &Run{
+	r := enqueued(&Run{
 		Job:               nr.Job.Name,
 		DefinitionVersion: nr.Job.Version,
 		Parameters:        JSONText(params),
 		TriggerKind:       nr.Trigger,
 		TriggeredBy:       nr.TriggeredBy,
 		ScheduledFor:      utcPtr(nr.ScheduledFor),
-		Status:            StatusQueued,
 		Preview:           nr.Preview,
 		MaxAttempts:       max(nr.Job.Retry.MaxAttempts, 1),
 		NotBefore:         nb.UTC(),
@@ -265,7 +264,7 @@ func newRunRow(nr NewRun, now time.Time) (*Run, map[string]string, error) {
 		RetryOfRunID:      nr.RetryOfRunID,
 		CreatedAt:         now,
 		UpdatedAt:         now,
-	}
+	})
 	if nr.IdempotencyKey != "" {
 		k := nr.IdempotencyKey
 		h := requestHash(nr.Job.Name, params, nr.Preview)
@@ -418,15 +417,7 @@ func (s *Store) ClaimRun(ctx context.Context, id int64, owner string, ttl time.D
 	token := newToken()
 	res := s.db.WithContext(ctx).Model(&Run{}).
 		Where("id = ? AND status = ? AND cancel_requested = ?", id, StatusQueued, false).
-		Updates(map[string]any{
-			"status":           StatusRunning,
-			"attempt":          gorm.Expr("attempt + 1"),
-			"lease_owner":      owner,
-			"lease_token":      token,
-			"lease_expires_at": s.now(ttl),
-			"started_at":       gorm.Expr("COALESCE(started_at, "+s.greatest()+"(created_at, ?))", s.now(0)),
-			"updated_at":       s.now(0),
-		})
+		Updates(s.claimedFields(owner, token, ttl))
 	if res.Error != nil {
 		return nil, fmt.Errorf("jobs: claim run %d: %w", id, res.Error)
 	}
@@ -553,14 +544,10 @@ func (s *Store) Finish(ctx context.Context, c *Claim, f Finish) error {
 // ran (the worker's heartbeat had not seen the request yet): a cancelled
 // run is never executed again.
 func (s *Store) cancelRequeued(tx *gorm.DB, ids []int64) error {
-	err := tx.Model(&Run{}).Where("id IN ? AND status = ? AND cancel_requested = ?", ids, StatusQueued, true).Updates(map[string]any{
-		"status":        StatusCancelled,
-		"finished_at":   s.now(0),
-		"updated_at":    s.now(0),
-		"unique_key":    nil,
+	err := tx.Model(&Run{}).Where("id IN ? AND status = ? AND cancel_requested = ?", ids, StatusQueued, true).Updates(s.finalFields(map[string]any{
 		"error_code":    "CANCELLED",
 		"error_message": "cancelled by an operator while it ran",
-	}).Error
+	}, StatusCancelled)).Error
 	if err != nil {
 		return fmt.Errorf("cancel requeued runs: %w", err)
 	}
@@ -707,15 +694,11 @@ func (s *Store) Cancel(ctx context.Context, id int64, who string) (*Run, error) 
 	// until one of the two updates applies or the run is final.
 	for try := 0; ; try++ {
 		queued := func(where, msg string) *gorm.DB {
-			return db.Model(&Run{}).Where("id = ? AND status = ? AND "+where, id, StatusQueued).Updates(map[string]any{
-				"status":        StatusCancelled,
-				"finished_at":   s.now(0),
-				"updated_at":    s.now(0),
-				"unique_key":    nil,
+			return db.Model(&Run{}).Where("id = ? AND status = ? AND "+where, id, StatusQueued).Updates(s.finalFields(map[string]any{
 				"cancelled_by":  who,
 				"error_code":    "CANCELLED",
 				"error_message": "cancelled by " + orUnknown(who) + " " + msg,
-			})
+			}, StatusCancelled))
 		}
 		res := queued("attempt = 0", "before it started")
 		if res.Error == nil && res.RowsAffected == 0 {
@@ -859,9 +842,9 @@ func (s *Store) EnqueueBatch(ctx context.Context, nrs []NewRun) ([]*Run, error) 
 		if nb.IsZero() {
 			nb = now
 		}
-		runs[i] = &Run{Job: nr.Job.Name, DefinitionVersion: nr.Job.Version, Parameters: JSONText(params), TriggerKind: nr.Trigger,
-			TriggeredBy: nr.TriggeredBy, Status: StatusQueued, Preview: nr.Preview, MaxAttempts: max(nr.Job.Retry.MaxAttempts, 1),
-			NotBefore: nb.UTC(), ParentRunID: nr.ParentRunID, RetryOfRunID: nr.RetryOfRunID, CreatedAt: now, UpdatedAt: now}
+		runs[i] = enqueued(&Run{Job: nr.Job.Name, DefinitionVersion: nr.Job.Version, Parameters: JSONText(params), TriggerKind: nr.Trigger,
+			TriggeredBy: nr.TriggeredBy, Preview: nr.Preview, MaxAttempts: max(nr.Job.Retry.MaxAttempts, 1),
+			NotBefore: nb.UTC(), ParentRunID: nr.ParentRunID, RetryOfRunID: nr.RetryOfRunID, CreatedAt: now, UpdatedAt: now})
 		texts[i] = nr.Params.Text()
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
