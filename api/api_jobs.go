@@ -131,7 +131,7 @@ func (s *Server) supportsPreview(j *definitions.Job) bool {
 	if s.cfg.Registry == nil {
 		return false
 	}
-	return s.resolveJob(j, true) == nil
+	return s.canRun(j, true) == nil
 }
 
 // jobViews describes every job with its last run.

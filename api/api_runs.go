@@ -123,76 +123,55 @@ func checkIdempotencyKey(k string) error {
 	return nil
 }
 
-// resolveJob resolves every processor a run of j uses (each step's and the
-// post-processor), for preview or not.
-func (s *Server) resolveJob(j *definitions.Job, preview bool) error {
-	steps := j.RunSteps()
-	var last *definitions.Connection
-	for _, st := range steps {
-		conn, ok := s.defs().Connection(st.Connection)
-		if !ok {
-			return fmt.Errorf("job %s: connection %q is not defined", j.Name, st.Connection)
-		}
-		if _, err := s.cfg.Registry.Resolve(st.Processor, conn.Type, preview); err != nil {
-			return err
-		}
-		last = conn
+// starter is the front door through which the API, the dashboard and
+// hooks start runs (jobs.Starter), waking this instance's workers.
+func (s *Server) starter() *jobs.Starter {
+	return &jobs.Starter{Store: s.cfg.Store, Registry: s.cfg.Registry, Definitions: s.defs, Wake: s.wake}
+}
+
+// canRun reports whether this binary can run j (or preview it).
+func (s *Server) canRun(j *definitions.Job, preview bool) error {
+	if s.cfg.Registry == nil {
+		return nil
 	}
-	if j.PostProcessor != "" && last != nil {
-		if _, err := s.cfg.Registry.Resolve(j.PostProcessor, last.Type, preview); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, _, err := s.starter().Prepare(jobs.StartRequest{Definition: j, Values: definitions.Values{}, Preview: preview})
+	return err
 }
 
 // checkRunnable refuses, before anything is stored, a run whose processor
 // (any step's) cannot run here (or cannot preview).
 func (s *Server) checkRunnable(j *definitions.Job, preview bool) error {
-	if s.cfg.Registry == nil {
-		return nil
-	}
-	for _, st := range j.RunSteps() {
-		if _, ok := s.defs().Connection(st.Connection); !ok {
-			return errorf(KindConflict, "job_not_runnable", "job %s: connection %q is not defined", j.Name, st.Connection)
-		}
-	}
-	err := s.resolveJob(j, preview)
+	return runnableError(j, s.canRun(j, preview))
+}
+
+// runnableError maps the front door's refusal of j to the API's error.
+func runnableError(j *definitions.Job, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, processors.ErrPreviewUnsupported):
 		return &Error{Kind: KindInvalid, Code: "preview_unsupported", Message: fmt.Sprintf("job %s does not support preview runs", j.Name),
 			Fields: map[string]string{"preview": "not supported by this job"}, Err: err}
-	default:
+	case errors.Is(err, jobs.ErrNotRunnable):
 		return &Error{Kind: KindConflict, Code: "job_not_runnable", Message: fmt.Sprintf("job %s cannot run here: its processor is not available", j.Name), Err: err}
 	}
+	return storeError(err)
 }
 
-// enqueue stores a run triggered through the API or the dashboard, to
-// start at at (zero: now), and wakes the workers when a new run was
-// created.
+// enqueue starts a run triggered through the API or the dashboard (to
+// start at at; zero: now) through the front door, which wakes the workers
+// when a new run was created and links the caller's trace to it.
 func (s *Server) enqueue(ctx context.Context, j *definitions.Job, params definitions.Values, key string, preview bool, p principal, at time.Time) (*jobs.Enqueued, error) {
 	if err := checkIdempotencyKey(key); err != nil {
 		return nil, err
 	}
-	if err := s.checkRunnable(j, preview); err != nil {
-		return nil, err
-	}
-	e, err := s.cfg.Store.Enqueue(ctx, jobs.NewRun{Job: j, Params: params, Trigger: jobs.TriggerAPI,
-		TriggeredBy: p.who(), IdempotencyKey: key, Preview: preview, NotBefore: at})
+	e, err := s.starter().Start(ctx, jobs.StartRequest{Definition: j, Values: params, Trigger: jobs.TriggerAPI,
+		TriggeredBy: p.who(), IdempotencyKey: key, Preview: preview, NotBefore: at,
+		// The caller's trace (W3C traceparent, extracted by apiHandler
+		// when traces are on): the run's attempts link to it.
+		Trace: trace.SpanContextFromContext(ctx)})
 	if err != nil {
-		return nil, storeError(err)
-	}
-	// The caller's trace (W3C traceparent, extracted by apiHandler when
-	// traces are on): the run's attempts link to it.
-	if sc := trace.SpanContextFromContext(ctx); e.Created && sc.IsValid() {
-		if err := s.cfg.Store.RecordTrace(ctx, e.Run.ID, 0, sc.TraceID().String(), sc.SpanID().String()); err != nil {
-			s.log().WithError(err).Warn("api: recording the trigger's trace")
-		}
-	}
-	if e.Created {
-		s.wake()
+		return nil, runnableError(j, err)
 	}
 	return e, nil
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/hooks"
 	"github.com/jobrunner/jobrunner/jobs"
@@ -124,18 +126,10 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, h *definitions.Hoo
 	if eventID != "" {
 		key = hooks.IdempotencyKey(h.Name, eventID)
 	}
-	if err := s.checkRunnable(job, false); err != nil {
-		e := asError(err)
-		o := hooks.Invalid
-		if e.Status() >= 500 {
-			o = hooks.Unavailable
-		}
-		return refuse(o, e)
-	}
-	enq, err := s.cfg.Store.Enqueue(r.Context(), jobs.NewRun{Job: job, Params: params, Trigger: jobs.TriggerHook,
-		TriggeredBy: "hook:" + h.Name, IdempotencyKey: key})
+	enq, err := s.starter().Start(r.Context(), jobs.StartRequest{Definition: job, Values: params, Trigger: jobs.TriggerHook,
+		TriggeredBy: "hook:" + h.Name, IdempotencyKey: key, Trace: trace.SpanContextFromContext(r.Context())})
 	if err != nil {
-		e := storeError(err)
+		e := asError(runnableError(job, err))
 		o := hooks.Invalid
 		if e.Status() >= 500 {
 			o = hooks.Unavailable
@@ -143,7 +137,6 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, h *definitions.Hoo
 		return refuse(o, e)
 	}
 	if enq.Created {
-		s.wake()
 		return http.StatusAccepted, &hookAnswer{RunID: enq.Run.ID, Job: job.Name}, hooks.Accepted, "", nil
 	}
 	return http.StatusAccepted, &hookAnswer{RunID: enq.Run.ID, Job: job.Name, Existing: true}, hooks.Duplicate, "event already delivered", nil

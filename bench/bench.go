@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	lat := make([]float64, 0, cfg.LatencySamples)
 	for i := 0; i < cfg.LatencySamples; i++ {
 		before := time.Now()
-		enqd, err := pool.Trigger(ctx, jobs.NewRun{Job: job, Trigger: jobs.TriggerAPI, TriggeredBy: "bench"})
+		enqd, err := pool.Trigger(ctx, jobs.StartRequest{Definition: job, Values: definitions.Values{}, Trigger: jobs.TriggerAPI, TriggeredBy: "bench"})
 		if err != nil {
 			pool.Stop(context.Background())
 			return nil, err

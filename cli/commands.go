@@ -763,23 +763,18 @@ keeps the old set running; the answer lists every problem. The bearer token
 // checks that it can run here (for preview too) — everything `run` and
 // `trigger` refuse before anything is stored (usage errors, exit 2).
 func (a *app) prepareRun(name string, params []string, preview bool) (*definitions.Job, definitions.Values, error) {
-	set, err := a.definitions()
-	if err != nil {
+	if _, err := a.definitions(); err != nil {
 		return nil, nil, err
-	}
-	job, ok := set.Job(name)
-	if !ok {
-		return nil, nil, usagef("unknown job %q (see: jobrunner definitions list)", name)
 	}
 	raw, err := parseKV("--param", params)
 	if err != nil {
 		return nil, nil, err
 	}
-	values, err := job.ParseParams(raw)
-	if err != nil {
-		return nil, nil, usageError{err}
-	}
-	if _, _, err := a.executor().Resolve(job, preview); err != nil {
+	job, values, err := a.executor().Starter().Prepare(jobs.StartRequest{Job: name, Text: raw, Preview: preview})
+	switch {
+	case errors.Is(err, jobs.ErrUnknownJob):
+		return nil, nil, usagef("unknown job %q (see: jobrunner definitions list)", name)
+	case err != nil:
 		return nil, nil, usageError{err}
 	}
 	return job, values, nil

@@ -61,7 +61,8 @@ one-off run at a time; RFC 3339 with an offset).`,
 			if err != nil {
 				return err
 			}
-			enq, err := s.Enqueue(ctx, jobs.NewRun{Job: job, Params: values, Trigger: jobs.TriggerManual, TriggeredBy: cliUser(),
+			st := &jobs.Starter{Store: s, Definitions: a.defs.Load} // prepared (and checked) above
+			enq, err := st.Start(ctx, jobs.StartRequest{Definition: job, Values: values, Trigger: jobs.TriggerManual, TriggeredBy: cliUser(),
 				IdempotencyKey: idem, Preview: preview, NotBefore: notBefore})
 			if errors.Is(err, jobs.ErrIdempotencyMismatch) {
 				return usageError{err}

@@ -58,7 +58,7 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 		token = newToken()
 	}
 	var runs []Run
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	claim := func(tx *gorm.DB) error {
 		var err error
 		if runs, err = s.claimable(tx, n, opts); err != nil {
 			return err
@@ -75,7 +75,13 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 			return fmt.Errorf("mark runs running: %w", res.Error)
 		}
 		return nil
-	})
+	}
+	err := s.db.WithContext(ctx).Transaction(claim)
+	// A deadlock (claimers of limited jobs meeting on the limit rows) rolls
+	// the whole claim back: take it again, a few times.
+	for try := 0; try < 3 && err != nil && isDeadlock(err) && ctx.Err() == nil; try++ {
+		err = s.db.WithContext(ctx).Transaction(claim)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jobs: claim runs: %w", err)
 	}

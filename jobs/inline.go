@@ -37,17 +37,8 @@ type InlineOptions struct {
 const InterruptedBy = "jobrunner run (interrupted)"
 
 func (e *Executor) RunInline(ctx context.Context, job *definitions.Job, params definitions.Values, opts InlineOptions) (*Run, error) {
-	if _, _, err := e.Resolve(job, opts.Preview); err != nil {
-		return nil, err
-	}
-	trig := opts.Trigger
-	if trig == "" {
-		trig = TriggerManual
-	}
-	enq, err := e.Store.Enqueue(ctx, NewRun{
-		Job: job, Params: params, Trigger: trig, TriggeredBy: opts.TriggeredBy,
-		IdempotencyKey: opts.IdempotencyKey, Preview: opts.Preview,
-	})
+	enq, err := e.Starter().Start(ctx, StartRequest{Definition: job, Values: params, Trigger: opts.Trigger,
+		TriggeredBy: opts.TriggeredBy, IdempotencyKey: opts.IdempotencyKey, Preview: opts.Preview})
 	if err != nil {
 		return nil, err
 	}

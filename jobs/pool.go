@@ -898,15 +898,11 @@ func (c *completer) finish(ctx context.Context, cl *Claim, f Finish) error {
 	}
 }
 
-// Trigger enqueues a run and wakes the pool; it is what `jobrunner trigger`
-// and the API do in a serving process.
-func (p *Pool) Trigger(ctx context.Context, nr NewRun) (*Enqueued, error) {
-	enq, err := p.ex.Store.Enqueue(ctx, nr)
-	if err != nil {
-		return nil, err
-	}
-	if enq.Created {
-		p.Wake()
-	}
-	return enq, nil
+// Trigger starts a run through the front door (Executor.Starter) and wakes
+// this pool's workers when it was created; it is what the API does in a
+// serving process (and what the bench measures).
+func (p *Pool) Trigger(ctx context.Context, req StartRequest) (*Enqueued, error) {
+	st := p.ex.Starter()
+	st.Wake = p.Wake
+	return st.Start(ctx, req)
 }

@@ -159,8 +159,8 @@ func (s *Scheduler) fire(ctx context.Context, e *entry, tick, now, start time.Ti
 	if reason != "" {
 		return false, s.skip(ctx, e, tick, now, reason, cu)
 	}
-	nr := jobs.NewRun{
-		Job: e.job, Params: e.params, Trigger: jobs.TriggerSchedule,
+	nr := jobs.StartRequest{
+		Definition: e.job, Values: e.params, Trigger: jobs.TriggerSchedule,
 		TriggeredBy: TriggeredBy, ScheduledFor: &tick,
 	}
 	if cu != nil {
@@ -170,7 +170,9 @@ func (s *Scheduler) fire(ctx context.Context, e *entry, tick, now, start time.Ti
 		// catch-ups one run.
 		nr.IdempotencyKey = "scheduler:catch-up:" + name + ":" + cu.after.UTC().Format(jobs.TickFormat)
 	}
-	res, err := s.store.Enqueue(ctx, nr)
+	// The front door; a tick is stored whether or not this instance can
+	// run it (an instance that can will), and OnFire wakes the workers.
+	res, err := (&jobs.Starter{Store: s.store}).Start(ctx, nr)
 	if errors.Is(err, jobs.ErrIdempotencyMismatch) {
 		log.WithError(err).Warn("scheduler: catch-up already enqueued by another instance (with other parameters)")
 		return false, nil

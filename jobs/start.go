@@ -1,0 +1,154 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/jobrunner/jobrunner/definitions"
+	"github.com/jobrunner/jobrunner/processors"
+)
+
+// Errors of Starter.Start. A parameter problem is a definitions.ParamErrors
+// (one message per field); a refused preview wraps
+// processors.ErrPreviewUnsupported as well as ErrNotRunnable.
+var (
+	// ErrUnknownJob: no job of that name in the current definitions.
+	ErrUnknownJob = errors.New("jobs: unknown job")
+	// ErrNotRunnable: the job's processors (any step's, its push's) or
+	// connections cannot run in this binary, or cannot preview.
+	ErrNotRunnable = errors.New("jobs: job cannot run here")
+)
+
+// Starter is the front door for starting runs: `jobrunner run` and
+// `trigger`, the API and the dashboard, inbound hooks, the scheduler and
+// the bench start their runs through Start, which resolves the job in the
+// current definitions, checks that this binary can run it (the
+// executor's own plan: processors, connections, preview support), types
+// and validates the parameters, stores the run, records the caller's
+// trace and wakes the local workers. Connection secrets are not checked
+// here: an instance without them still accepts runs that an instance
+// with them executes (see Executor.Unrunnable).
+//
+// The exceptions, and why: runs started by links are stored inside their
+// parent's completion transaction (Store.FinishBatch), retries repeat a
+// stored run (Store.Retry), and bulk files are stored in keyed batches
+// (Store.EnqueueKeyed) after each line has been prepared here (Prepare).
+type Starter struct {
+	// Store keeps the runs.
+	Store *Store
+	// Registry resolves processors; nil skips the runnable check (a
+	// process that only enqueues).
+	Registry *processors.Registry
+	// Definitions returns the current definitions.
+	Definitions func() *definitions.Set
+	// Wake, when set, is called after a new run was stored (the local
+	// pool's Wake), so that it starts without waiting for a poll.
+	Wake func()
+}
+
+// StartRequest describes a run to start.
+type StartRequest struct {
+	// Job names the job in the current definitions; Definition, when set,
+	// is used instead (a caller that holds its own set: the scheduler).
+	Job        string
+	Definition *definitions.Job
+	// Text are the parameters as text (--param, a CSV cell, a JSON
+	// scalar), parsed and validated under the job's types with its
+	// defaults. Values, when not nil, are typed already and used instead.
+	Text   map[string]string
+	Values definitions.Values
+	// Trigger (default TriggerManual) and TriggeredBy record what and who
+	// started the run.
+	Trigger     Trigger
+	TriggeredBy string
+	// IdempotencyKey, when set, returns the run of that key instead of a
+	// second one (ErrIdempotencyMismatch when its parameters differ).
+	IdempotencyKey string
+	Preview        bool
+	// NotBefore delays the run (zero: now); ScheduledFor is a schedule
+	// tick's nominal time.
+	NotBefore    time.Time
+	ScheduledFor *time.Time
+	// Trace is the caller's span (an API request's traceparent): the
+	// run's attempts link to it. Zero: none.
+	Trace trace.SpanContext
+}
+
+// Prepare resolves req's job, checks that this binary can run it and
+// types its parameters, without storing anything.
+func (st *Starter) Prepare(req StartRequest) (*definitions.Job, definitions.Values, error) {
+	set := st.set()
+	job := req.Definition
+	if job == nil {
+		if set == nil {
+			return nil, nil, fmt.Errorf("%w %q (no definitions loaded)", ErrUnknownJob, req.Job)
+		}
+		j, ok := set.Job(req.Job)
+		if !ok {
+			return nil, nil, fmt.Errorf("%w %q", ErrUnknownJob, req.Job)
+		}
+		job = j
+	}
+	if st.Registry != nil && set != nil {
+		ex := Executor{Store: st.Store, Registry: st.Registry, Definitions: st.Definitions}
+		if _, err := ex.planIn(set, job, req.Preview); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrNotRunnable, err)
+		}
+	}
+	values := req.Values
+	if values == nil {
+		v, err := job.ParseParams(req.Text)
+		if err != nil {
+			return nil, nil, err
+		}
+		values = v
+	}
+	return job, values, nil
+}
+
+// Start prepares req (see Prepare) and stores its run: the new run, or
+// the existing one an idempotency key, the job's uniqueBy parameters or a
+// schedule tick returns instead (Enqueued.Created false).
+func (st *Starter) Start(ctx context.Context, req StartRequest) (*Enqueued, error) {
+	job, values, err := st.Prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	trig := req.Trigger
+	if trig == "" {
+		trig = TriggerManual
+	}
+	enq, err := st.Store.Enqueue(ctx, NewRun{Job: job, Params: values, Trigger: trig, TriggeredBy: req.TriggeredBy,
+		IdempotencyKey: req.IdempotencyKey, Preview: req.Preview, NotBefore: req.NotBefore, ScheduledFor: req.ScheduledFor})
+	if err != nil {
+		return nil, err
+	}
+	if !enq.Created {
+		return enq, nil
+	}
+	if sc := req.Trace; sc.IsValid() {
+		// Only the link is lost when this fails; the run stands.
+		_ = st.Store.RecordTrace(context.WithoutCancel(ctx), enq.Run.ID, 0, sc.TraceID().String(), sc.SpanID().String())
+	}
+	if st.Wake != nil {
+		st.Wake()
+	}
+	return enq, nil
+}
+
+func (st *Starter) set() *definitions.Set {
+	if st.Definitions == nil {
+		return nil
+	}
+	return st.Definitions()
+}
+
+// Starter returns the front door of this executor's store, registry and
+// definitions (no wake-up: a Pool's Starter wakes its workers).
+func (e *Executor) Starter() *Starter {
+	return &Starter{Store: e.Store, Registry: e.Registry, Definitions: e.Definitions}
+}
