@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"gorm.io/gorm"
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/processors"
@@ -138,6 +139,23 @@ func (st *Starter) Start(ctx context.Context, req StartRequest) (*Enqueued, erro
 		st.Wake()
 	}
 	return enq, nil
+}
+
+// StartTx is Start inside the caller's transaction tx (Store.EnqueueTx):
+// the run is stored only if tx commits. It does not wake the workers
+// (the run is not visible before the commit): call Wake, or Pool.Wake,
+// after committing; the caller's trace is not recorded.
+func (st *Starter) StartTx(ctx context.Context, tx *gorm.DB, req StartRequest) (*Enqueued, error) {
+	job, values, err := st.Prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	trig := req.Trigger
+	if trig == "" {
+		trig = TriggerManual
+	}
+	return st.Store.EnqueueTx(ctx, tx, NewRun{Job: job, Params: values, Trigger: trig, TriggeredBy: req.TriggeredBy,
+		IdempotencyKey: req.IdempotencyKey, Preview: req.Preview, NotBefore: req.NotBefore, ScheduledFor: req.ScheduledFor})
 }
 
 func (st *Starter) set() *definitions.Set {

@@ -190,6 +190,35 @@ func (s *Store) Enqueue(ctx context.Context, nr NewRun) (*Enqueued, error) {
 	return nil, fmt.Errorf("jobs: enqueue %s: %w", nr.Job.Name, cerr)
 }
 
+// EnqueueTx stores a queued run inside the caller's transaction tx (a
+// *gorm.DB from Store.DB().Begin() or Transaction): the run exists only
+// if the caller's own changes commit, and is claimable once they do (as
+// River's InsertTx). Duplicates are handled as by Enqueue (the existing
+// run is returned) without aborting tx: the insert runs under a savepoint.
+// Workers of this process are not woken (call Pool.Wake after the
+// commit, or they find the run within their poll interval).
+func (s *Store) EnqueueTx(ctx context.Context, tx *gorm.DB, nr NewRun) (*Enqueued, error) {
+	r, text, err := newRunRow(nr, time.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	tx = tx.WithContext(ctx)
+	if err := tx.SavePoint("jobrunner_enqueue").Error; err != nil {
+		return nil, fmt.Errorf("jobs: enqueue %s: savepoint: %w", nr.Job.Name, err)
+	}
+	if err := insertRun(tx, r, text, nr.Steps); err != nil {
+		tx.Error = nil // the handle keeps the error otherwise
+		if rerr := tx.RollbackTo("jobrunner_enqueue").Error; rerr != nil {
+			return nil, fmt.Errorf("jobs: enqueue %s: %w (and rolling back to the savepoint: %v)", nr.Job.Name, err, rerr)
+		}
+		if !errors.Is(err, gorm.ErrDuplicatedKey) {
+			return nil, fmt.Errorf("jobs: enqueue %s: %w", nr.Job.Name, err)
+		}
+		return existingIn(tx, r)
+	}
+	return &Enqueued{Run: r, Created: true}, nil
+}
+
 // commit commits tx; a test may make it fail after (or instead of)
 // committing, as a dropped connection does.
 func (s *Store) commit(tx *gorm.DB) error {
@@ -306,7 +335,11 @@ func insertRun(tx *gorm.DB, r *Run, text map[string]string, steps []RunStep) err
 
 // existing finds the run that made an insert of r collide.
 func (s *Store) existing(ctx context.Context, r *Run) (*Enqueued, error) {
-	db := s.db.WithContext(ctx)
+	return existingIn(s.db.WithContext(ctx), r)
+}
+
+// existingIn is existing, read through db (the caller's transaction).
+func existingIn(db *gorm.DB, r *Run) (*Enqueued, error) {
 	var got Run
 	if r.IdempotencyKey != nil {
 		err := db.Where("idempotency_key = ?", *r.IdempotencyKey).Take(&got).Error

@@ -418,3 +418,48 @@ func TestAttemptNeverStartsBeforeItsRun(t *testing.T) {
 	a := jobs.AttemptRow(c, jobs.Finish{Status: jobs.StatusSucceeded, AttemptStatus: jobs.AttemptSucceeded}, time.Now())
 	require.False(t, a.StartedAt.Before(created), "attempt started %s, run created %s", a.StartedAt, created)
 }
+
+// TestEnqueueTxFollowsTheCallersTransaction: a run started inside the
+// caller's transaction exists only if it commits; a duplicate key inside
+// it returns the existing run and leaves the transaction usable.
+func TestEnqueueTxFollowsTheCallersTransaction(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		st := e.ex.Starter()
+		req := jobs.StartRequest{Job: "Echo", Text: map[string]string{"OrderNumber": "TX1"}, Trigger: jobs.TriggerAPI, IdempotencyKey: "tx-key"}
+		rolledBack := errors.New("the caller's change failed")
+		err := s.DB().Transaction(func(tx *gorm.DB) error {
+			enq, err := st.StartTx(ctx, tx, req)
+			require.NoError(t, err)
+			require.True(t, enq.Created)
+			return rolledBack
+		})
+		require.ErrorIs(t, err, rolledBack)
+		require.Zero(t, e.count("Echo"), "rolled back with the caller's transaction")
+		require.EqualValues(t, 0, countStatus(t, s, jobs.StatusQueued))
+
+		var id int64
+		require.NoError(t, s.DB().Transaction(func(tx *gorm.DB) error {
+			enq, err := st.StartTx(ctx, tx, req)
+			require.NoError(t, err)
+			id = enq.Run.ID
+			return nil
+		}))
+		require.NoError(t, s.DB().Transaction(func(tx *gorm.DB) error {
+			again, err := st.StartTx(ctx, tx, req)
+			require.NoError(t, err)
+			require.False(t, again.Created)
+			require.Equal(t, id, again.Run.ID, "the key's run")
+			// The transaction is still usable after the duplicate.
+			return tx.Exec("UPDATE job_state SET value = value WHERE 1 = 0").Error
+		}))
+		require.EqualValues(t, 1, countStatus(t, s, jobs.StatusQueued))
+		_, err = st.Start(ctx, jobs.StartRequest{Job: "NoSuchJob"})
+		require.ErrorIs(t, err, jobs.ErrUnknownJob)
+		_, err = st.Start(ctx, jobs.StartRequest{Job: "Echo", Text: map[string]string{"Amount": "x"}})
+		var pe definitions.ParamErrors
+		require.ErrorAs(t, err, &pe, "parameters are validated at the front door")
+	})
+}
