@@ -124,3 +124,13 @@ jobs:
 	r = jr("runs", "bulk-retry", "--yes")
 	require.Equal(t, 2, r.code, "a bulk action needs a filter: %s", r)
 }
+
+// TestServeWarnsAboutWeakSecrets: a secret too short to be hidden in logs
+// is named (by its variable, never its value) when serve starts.
+func TestServeWarnsAboutWeakSecrets(t *testing.T) {
+	t.Setenv("JOBRUNNER_ERP_TOKEN", "xyz")
+	r := jobrunner(t, "--db", "mysql://root@127.0.0.1:1/nothing", "serve", "--http", "", "--wait-db", "1s")
+	require.NotEqual(t, 0, r.code, "%s", r)
+	require.Contains(t, r.stderr, "connection erp: secret token (JOBRUNNER_ERP_TOKEN) is shorter than 4 characters")
+	require.NotContains(t, r.stderr, "xyz")
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/metrics"
 	"github.com/jobrunner/jobrunner/notify"
+	"github.com/jobrunner/jobrunner/processors"
 	"github.com/jobrunner/jobrunner/scheduler"
 	"github.com/jobrunner/jobrunner/tracing"
 )
@@ -119,6 +121,7 @@ func (a *app) serve(parent context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	a.warnWeakSecrets(set)
 	ctx, stopSignals := signal.NotifyContext(parent, syscall.SIGTERM, os.Interrupt)
 	defer stopSignals()
 
@@ -381,4 +384,24 @@ func checkServes(set *definitions.Set, serves []string) error {
 		}
 	}
 	return nil
+}
+
+// warnWeakSecrets warns about connection secrets too short to be hidden
+// in logs, errors and results (processors.MinSecretLen), by variable
+// name, never by value.
+func (a *app) warnWeakSecrets(set *definitions.Set) {
+	for _, c := range set.Connections {
+		names := make([]string, 0, len(c.Secrets))
+		for name := range c.Secrets {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			env := c.Secrets[name]
+			if v := a.getenv(env); v != "" && utf8.RuneCountInString(v) < processors.MinSecretLen {
+				a.log.WithField("connection", c.Name).Warnf("connection %s: secret %s (%s) is shorter than %d characters: it is weak, and too short to be hidden in logs, errors and results",
+					c.Name, name, env, processors.MinSecretLen)
+			}
+		}
+	}
 }
