@@ -226,9 +226,11 @@ func TestBrowser(t *testing.T) {
 	require.Contains(t, text("#bulk-retry"), "Retry 2 runs")
 	do("retry them",
 		chromedp.Click(chromedp.CSS(`#bulk-retry button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.ID("runs-table")),
+		// The page after the redirect says what was done (the runs table is
+		// on both pages: waiting for it would not wait for the redirect).
+		chromedp.WaitVisible(chromedp.CSS(`.banner.notice`)),
 	)
-	require.Contains(t, text("body"), "Retried 2 runs")
+	require.Contains(t, text(".banner.notice"), "Retried 2 runs")
 	retries, err := s.List(context.Background(), jobs.Filter{Trigger: jobs.TriggerRetry})
 	require.NoError(t, err)
 	require.Len(t, retries, 2, "each failed run was retried once")

@@ -16,8 +16,8 @@ import (
 	"github.com/jobrunner/jobrunner/migrations"
 )
 
-// ClaimOptions tune ClaimBatch.
-type ClaimOptions struct {
+// claimOptions tune claimBatch.
+type claimOptions struct {
 	// Owner names the claiming process in the lease.
 	Owner string
 	// Max is the most runs to claim; default 1.
@@ -29,25 +29,25 @@ type ClaimOptions struct {
 	// concurrency.maxRunning, "conn:NAME" for a connection's
 	// maxConcurrency); Groups maps a job to its groups. Claims that touch a
 	// limited group are serialised on a lock row per group, so two
-	// instances cannot both take the last slot. See ClaimLimits.
+	// instances cannot both take the last slot. See claimLimits.
 	Limits map[string]int
 	Groups map[string][]string
 	// Skip lists jobs whose runs this claimer must not take (it cannot
 	// run them: see Executor.Unrunnable); another instance may.
 	Skip []string
 	// Token is the batch's lease token; default a fresh one. A caller
-	// that gets an error back passes it to ClaimsByToken once the database
+	// that gets an error back passes it to claimsByToken once the database
 	// answers again: the COMMIT may have landed although its answer was
 	// lost with the connection.
 	Token string
 }
 
-// ClaimBatch claims up to opts.Max due queued runs, oldest due first, in
+// claimBatch claims up to opts.Max due queued runs, oldest due first, in
 // one transaction: on MySQL with SELECT … FOR UPDATE SKIP LOCKED under READ
 // COMMITTED, so concurrent claimers never wait on or take each other's
 // rows. All runs of one batch share a fresh lease token. It returns no
 // claims and no error when nothing is due.
-func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, error) {
+func (s *Store) claimBatch(ctx context.Context, opts claimOptions) ([]*Claim, error) {
 	n := min(max(opts.Max, 1), s.batchRows())
 	ttl := opts.TTL
 	if ttl <= 0 {
@@ -100,7 +100,7 @@ func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, er
 // when the due runs include one of a limited job, so claims of unlimited
 // jobs run side by side on every instance. A run locked by the first
 // selection and not kept stays queued (the lock ends with tx).
-func (s *Store) claimable(tx *gorm.DB, n int, opts ClaimOptions) ([]Run, error) {
+func (s *Store) claimable(tx *gorm.DB, n int, opts claimOptions) ([]Run, error) {
 	runs, err := s.selectDue(tx, n, opts.Skip)
 	if err != nil || !touchesLimits(runs, opts.Limits, opts.Groups) {
 		return runs, err
@@ -197,13 +197,13 @@ func hasJob(runs []Run, jobs []string) bool {
 	return false
 }
 
-// ClaimsByToken returns as claims the runs still running under token, with
-// their lease renewed: the runs of a ClaimBatch that returned an error
+// claimsByToken returns as claims the runs still running under token, with
+// their lease renewed: the runs of a claimBatch that returned an error
 // although its COMMIT reached the database (the connection was lost before
 // the answer came back). Nothing has executed them; the caller does, so
 // they neither wait for their lease to lapse nor lose an attempt to the
 // rescue. It returns none when the claim did not commit.
-func (s *Store) ClaimsByToken(ctx context.Context, owner, token string, ttl time.Duration) ([]*Claim, error) {
+func (s *Store) claimsByToken(ctx context.Context, owner, token string, ttl time.Duration) ([]*Claim, error) {
 	if ttl <= 0 {
 		ttl = 30 * time.Second
 	}
@@ -327,10 +327,10 @@ func (s *Store) lockLimits(tx *gorm.DB, limits map[string]int, groups map[string
 	return saturated, room, nil
 }
 
-// ClaimLimits returns the claim limits of a definition set: a group per
+// claimLimits returns the claim limits of a definition set: a group per
 // job with concurrency.maxRunning and per connection with maxConcurrency
 // (a job's steps on other connections count against those too).
-func ClaimLimits(set *definitions.Set) (limits map[string]int, groups map[string][]string) {
+func claimLimits(set *definitions.Set) (limits map[string]int, groups map[string][]string) {
 	if set == nil {
 		return nil, nil
 	}
@@ -376,11 +376,11 @@ func ClaimLimits(set *definitions.Set) (limits map[string]int, groups map[string
 	return limits, groups
 }
 
-// FinishBatch records the outcomes of several executions in one
+// finishBatch records the outcomes of several executions in one
 // transaction (one commit for all). It returns one error per item: nil,
 // ErrLeaseLost for an execution whose run was taken away (nothing recorded
 // for it), or the transaction's error for all.
-func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
+func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
 	errs := make([]error, len(items))
 	if len(items) == 0 {
 		return errs
@@ -498,8 +498,8 @@ func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
 
 var errPartial = errors.New("jobs: some runs were not held")
 
-// FinishItem is one execution's outcome for FinishBatch.
-type FinishItem struct {
+// finishItem is one execution's outcome for finishBatch.
+type finishItem struct {
 	Claim  *Claim
 	Finish Finish
 }

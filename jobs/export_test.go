@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"time"
 
 	"gorm.io/gorm"
@@ -17,3 +18,29 @@ var AttemptRow = attemptRow
 
 // Allowed exports allowed (the life cycle's transitions).
 var Allowed = allowed
+
+// The claim and completion internals, for this package's external tests
+// (users of the package start runs through Starter and run them with a
+// Pool).
+type (
+	ClaimOptions = claimOptions
+	FinishItem   = finishItem
+)
+
+// ClaimBatch exports claimBatch.
+func (s *Store) ClaimBatch(ctx context.Context, opts ClaimOptions) ([]*Claim, error) {
+	return s.claimBatch(ctx, opts)
+}
+
+// FinishBatch exports finishBatch.
+func (s *Store) FinishBatch(ctx context.Context, items []FinishItem) []error {
+	return s.finishBatch(ctx, items)
+}
+
+// ClaimsByToken exports claimsByToken.
+func (s *Store) ClaimsByToken(ctx context.Context, owner, token string, ttl time.Duration) ([]*Claim, error) {
+	return s.claimsByToken(ctx, owner, token, ttl)
+}
+
+// ClaimLimits exports claimLimits.
+var ClaimLimits = claimLimits

@@ -61,7 +61,7 @@ func TestStopReleasesUnconfirmedClaim(t *testing.T) {
 	enq, err := s.Enqueue(ctx, NewRun{Job: job, Trigger: TriggerAPI})
 	require.NoError(t, err)
 	p := NewPool(PoolConfig{Executor: &Executor{Store: s, Owner: "me"}})
-	claims, err := s.ClaimBatch(ctx, ClaimOptions{Owner: "me", Max: 1, TTL: time.Minute, Token: "lost-reply"})
+	claims, err := s.claimBatch(ctx, claimOptions{Owner: "me", Max: 1, TTL: time.Minute, Token: "lost-reply"})
 	require.NoError(t, err)
 	require.Len(t, claims, 1)
 

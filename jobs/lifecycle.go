@@ -17,7 +17,7 @@ import (
 //	                  ▼
 //	   ┌─────────► queued ──────────── cancel (Cancel) ───────────┐
 //	   │              │                                           │
-//	   │            claim (ClaimBatch, ClaimRun)                  │
+//	   │            claim (claimBatch, ClaimRun)                  │
 //	   │              ▼                                           ▼
 //	   │  ┌──────── running ───── finish: cancel ──────────► cancelled
 //	   │  │          │  │  └────── rescue: cancel requested ───────▲

@@ -548,7 +548,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				set := p.ex.Definitions()
 				if set != limitsOf {
 					limitsOf = set
-					cachedLimits, cachedGroups = ClaimLimits(set)
+					cachedLimits, cachedGroups = claimLimits(set)
 					cachedSkip = p.skipList(log, set)
 					skip = cachedSkip
 					p.setJobConns(set)
@@ -568,7 +568,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			var err error
 			if unconfirmed != "" {
 				// A failed claim may have committed: execute what it took.
-				claims, err = p.ex.Store.ClaimsByToken(ctx, p.ex.owner(), unconfirmed, p.ex.ttl())
+				claims, err = p.ex.Store.claimsByToken(ctx, p.ex.owner(), unconfirmed, p.ex.ttl())
 				if err == nil {
 					unconfirmed = ""
 					if len(claims) > 0 {
@@ -582,14 +582,14 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				// are claimed only in a second, smaller batch, when the first
 				// did not fill the pool.
 				tight, room := p.tight(want)
-				opts := ClaimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: p.withFull(skip), Token: token}
+				opts := claimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: p.withFull(skip), Token: token}
 				if len(tight) > 0 {
 					opts.Skip = append(opts.Skip, tight...)
 				}
-				claims, err = p.ex.Store.ClaimBatch(ctx, opts)
+				claims, err = p.ex.Store.claimBatch(ctx, opts)
 				if err == nil && len(tight) > 0 && len(claims) < want && room > 0 {
 					opts.Token, opts.Max, opts.Skip = newToken(), min(want-len(claims), room), p.withFull(skip)
-					more, err2 := p.ex.Store.ClaimBatch(ctx, opts)
+					more, err2 := p.ex.Store.claimBatch(ctx, opts)
 					if err2 != nil {
 						unconfirmed = opts.Token // executed next time round if it committed
 						log.Warnf("cannot claim runs, retrying: %s", redactErr(err2, p.ex.Store.dsn))
@@ -649,7 +649,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 func (p *Pool) releaseUnconfirmed(log *logrus.Entry, token string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	claims, err := p.ex.Store.ClaimsByToken(ctx, p.ex.owner(), token, p.ex.ttl())
+	claims, err := p.ex.Store.claimsByToken(ctx, p.ex.owner(), token, p.ex.ttl())
 	if err != nil {
 		log.Warnf("stopping: an unconfirmed claim could not be resolved; its runs return when their lease lapses: %v", redactErr(err, p.ex.Store.dsn))
 		return
@@ -820,7 +820,7 @@ type completer struct {
 }
 
 type pending struct {
-	item FinishItem
+	item finishItem
 	// done receives the outcome's error (finish), or then is called with
 	// it (submit).
 	done chan error
@@ -845,7 +845,7 @@ func (c *completer) loop() {
 	defer c.wg.Done()
 	limit := min(maxCompleteBatch, c.store.batchRows())
 	batch := make([]*pending, 0, limit)
-	items := make([]FinishItem, 0, limit)
+	items := make([]finishItem, 0, limit)
 	for first := range c.ch {
 		batch = append(batch[:0], first)
 	drain:
@@ -865,7 +865,7 @@ func (c *completer) loop() {
 			items = append(items, p.item)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		errs := c.store.FinishBatch(ctx, items)
+		errs := c.store.finishBatch(ctx, items)
 		cancel()
 		for i, p := range batch {
 			if p.then != nil {
@@ -879,12 +879,12 @@ func (c *completer) loop() {
 
 // submit queues one outcome; then is called with its commit's error.
 func (c *completer) submit(cl *Claim, f Finish, then func(error)) {
-	c.ch <- &pending{item: FinishItem{Claim: cl, Finish: f}, then: then}
+	c.ch <- &pending{item: finishItem{Claim: cl, Finish: f}, then: then}
 }
 
 // finish queues one outcome and waits for its commit.
 func (c *completer) finish(ctx context.Context, cl *Claim, f Finish) error {
-	p := &pending{item: FinishItem{Claim: cl, Finish: f}, done: make(chan error, 1)}
+	p := &pending{item: finishItem{Claim: cl, Finish: f}, done: make(chan error, 1)}
 	select {
 	case c.ch <- p:
 	case <-ctx.Done():

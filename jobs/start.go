@@ -35,7 +35,7 @@ var (
 // with them executes (see Executor.Unrunnable).
 //
 // The exceptions, and why: runs started by links are stored inside their
-// parent's completion transaction (Store.FinishBatch), retries repeat a
+// parent's completion transaction (Store.finishBatch), retries repeat a
 // stored run (Store.Retry), and bulk files are stored in keyed batches
 // (Store.EnqueueKeyed) after each line has been prepared here (Prepare).
 type Starter struct {

@@ -569,7 +569,7 @@ type Finish struct {
 // ErrLeaseLost (and records nothing) when the run is no longer held under
 // c's token.
 func (s *Store) Finish(ctx context.Context, c *Claim, f Finish) error {
-	return s.FinishBatch(ctx, []FinishItem{{Claim: c, Finish: f}})[0]
+	return s.finishBatch(ctx, []finishItem{{Claim: c, Finish: f}})[0]
 }
 
 // cancelRequeued ends as cancelled the runs among ids that were just put
@@ -844,15 +844,6 @@ func (s *Store) SetJobState(ctx context.Context, job, name, value string) error 
 		return fmt.Errorf("jobs: write state %s/%s: %w", job, name, err)
 	}
 	return nil
-}
-
-// RetryOf enqueues a new run that repeats the finished run id with the
-// same parameters (or params when not nil), linked to it by RetryOfRunID
-// and triggered as TriggerRetry by who. It returns ErrNotFound for an
-// unknown run and an error wrapping ErrNotFinished while it is still
-// active.
-func (s *Store) RetryOf(ctx context.Context, job *definitions.Job, id int64, params definitions.Values, who string) (*Enqueued, error) {
-	return s.Retry(ctx, job, id, RetryOptions{Params: params, Who: who})
 }
 
 // EnqueueBatch stores many queued runs in one transaction with multi-row
