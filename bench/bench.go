@@ -33,7 +33,7 @@ const JobName = "jobrunner.bench"
 
 const benchDefs = `
 connections:
-  - {name: bench, type: bench}
+  - {name: bench, type: noop} # calls nothing: no bulkhead cap
 jobs:
   - name: jobrunner.bench
     description: no-op run for jobrunner bench
@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		starts.Store(r.ID, time.Now())
 		r.SetResult(map[string]bool{"ok": true})
 		return nil
-	}), processors.ForConnectionTypes("bench"))
+	}), processors.ForConnectionTypes("noop"))
 	if err := set.Validate(reg); err != nil {
 		return nil, fmt.Errorf("bench: definitions: %w", err)
 	}

@@ -72,3 +72,29 @@ func TestStopReleasesUnconfirmedClaim(t *testing.T) {
 	require.Equal(t, 0, r.AttemptsUsed(), "released, not an attempt used")
 	require.Nil(t, r.LeaseToken)
 }
+
+// TestDefaultConnectionShare: three quarters of the workers, at most
+// MaxDefaultConnectionShare; only the plain three-quarter share is off
+// when every job calls one connection (it only leaves room for others),
+// the capped one also spares the ERP.
+func TestDefaultConnectionShare(t *testing.T) {
+	t.Parallel()
+	s := &Store{} // never used: the pool is not started
+	for _, tc := range []struct {
+		workers, share, want int
+		forOthers            bool
+	}{
+		{16, 0, 12, true},
+		{21, 0, 15, true},
+		{64, 0, MaxDefaultConnectionShare, false},
+		{1000, 0, MaxDefaultConnectionShare, false},
+		{64, 40, 40, false},
+		{64, -1, 0, false},
+		{2, 0, 0, false},
+	} {
+		p := NewPool(PoolConfig{Executor: &Executor{Store: s, Owner: "me"}, Workers: tc.workers, ConnectionShare: tc.share})
+		require.Equal(t, tc.want, p.cfg.ConnectionShare, "workers %d share %d", tc.workers, tc.share)
+		require.Equal(t, tc.forOthers, p.shareForOthers, "workers %d share %d", tc.workers, tc.share)
+	}
+	require.Equal(t, 64, DefaultWorkers)
+}

@@ -34,12 +34,26 @@ type PoolConfig struct {
 	Observer Observer
 	// ConnectionShare caps the runs of one connection executing at once
 	// in this pool (a bulkhead: a hung ERP holds at most its share, the
-	// other connections' runs still start). Default: three quarters of
-	// Workers when Workers is at least 4 (else no cap); negative: no cap.
+	// other connections' runs still start, and no ERP gets every worker's
+	// requests at once). Default: three quarters of Workers, at most
+	// MaxDefaultConnectionShare, when Workers is at least 4 (else no cap);
+	// negative: no cap.
 	// Connections of type noop call nothing and are not capped. It adds to
 	// a connection's maxConcurrency, which counts across instances.
 	ConnectionShare int
 }
+
+// DefaultWorkers is serve's and bench's default worker count: enough to
+// claim and commit in batches of that size (no-op runs drain about 2.5×
+// faster than with 16), while MaxDefaultConnectionShare keeps any one
+// connection at 16 requests in flight per instance by default.
+const DefaultWorkers = 64
+
+// MaxDefaultConnectionShare caps the default ConnectionShare: by default
+// no connection has more than this many runs executing at once in one
+// instance, whatever the worker count (set ConnectionShare, or a
+// connection's maxConcurrency, to choose otherwise).
+const MaxDefaultConnectionShare = 16
 
 // Pool claims due runs in batches and executes them on up to Workers
 // goroutines, keeping their leases, committing their outcomes in groups,
@@ -51,6 +65,9 @@ type Pool struct {
 
 	wake  chan struct{}
 	freed chan struct{}
+	// shareForOthers: the share is the default that only leaves workers
+	// for other connections (off when there is one).
+	shareForOthers bool
 	// pausesStale asks the claim loop to read pauses again before its
 	// next claim (PausesChanged).
 	pausesStale atomic.Bool
@@ -145,11 +162,15 @@ func NewPool(cfg PoolConfig) *Pool {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
+	// The default share only leaves workers for other connections, unless
+	// MaxDefaultConnectionShare cut it (then it also spares the ERP).
+	forOthers := false
 	switch {
 	case cfg.ConnectionShare < 0:
 		cfg.ConnectionShare = 0
 	case cfg.ConnectionShare == 0 && cfg.Workers >= 4:
-		cfg.ConnectionShare = cfg.Workers * 3 / 4
+		cfg.ConnectionShare = min(cfg.Workers*3/4, MaxDefaultConnectionShare)
+		forOthers = cfg.Workers*3/4 <= MaxDefaultConnectionShare
 	}
 	ex := *cfg.Executor
 	ex.ReleaseOnShutdown = true
@@ -163,6 +184,7 @@ func NewPool(cfg PoolConfig) *Pool {
 	}
 	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), now: make(chan struct{}),
 		maxPending: max(cfg.Workers, 2*maxCompleteBatch), work: make(chan *Claim, cfg.Workers), connBusy: map[string]int{}, cancels: map[int64]context.CancelCauseFunc{}}
+	p.shareForOthers = forOthers
 	p.comp = &completer{store: ex.Store, ch: make(chan *pending, 4*cfg.Workers)}
 	ex.finish = p.comp.finish
 	return p
@@ -379,7 +401,7 @@ func (p *Pool) setJobConns(set *definitions.Set) {
 			m[j.Name] = append(m[j.Name], cn)
 		}
 	}
-	if len(used) < 2 { // one connection: there is no other to leave workers for
+	if len(used) < 2 && p.shareForOthers { // one connection: there is no other to leave workers for
 		m = map[string][]string{}
 	}
 	p.jobConns.Store(&m)
