@@ -126,14 +126,11 @@ func checkIdempotencyKey(k string) error {
 // starter is the front door through which the API, the dashboard and
 // hooks start runs (jobs.Starter), waking this instance's workers.
 func (s *Server) starter() *jobs.Starter {
-	return &jobs.Starter{Store: s.cfg.Store, Registry: s.cfg.Registry, Definitions: s.defs, Wake: s.wake}
+	return &jobs.Starter{Store: s.cfg.Store, Registry: s.cfg.Registry, Definitions: s.defs, Wake: s.wake, Log: s.log()}
 }
 
 // canRun reports whether this binary can run j (or preview it).
 func (s *Server) canRun(j *definitions.Job, preview bool) error {
-	if s.cfg.Registry == nil {
-		return nil
-	}
 	_, _, err := s.starter().Prepare(jobs.StartRequest{Definition: j, Values: definitions.Values{}, Preview: preview})
 	return err
 }

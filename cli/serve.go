@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -375,12 +376,7 @@ func checkServes(set *definitions.Set, serves []string) error {
 	}
 	for _, s := range serves {
 		if !known[s] {
-			names := make([]string, 0, len(known))
-			for n := range known {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			return fmt.Errorf("--connections %s: no connection or label of that name (known: %s)", s, strings.Join(names, ", "))
+			return fmt.Errorf("--connections %s: no connection or label of that name (known: %s)", s, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
 		}
 	}
 	return nil
@@ -391,12 +387,7 @@ func checkServes(set *definitions.Set, serves []string) error {
 // name, never by value.
 func (a *app) warnWeakSecrets(set *definitions.Set) {
 	for _, c := range set.Connections {
-		names := make([]string, 0, len(c.Secrets))
-		for name := range c.Secrets {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
+		for _, name := range slices.Sorted(maps.Keys(c.Secrets)) {
 			env := c.Secrets[name]
 			if v := a.getenv(env); v != "" && utf8.RuneCountInString(v) < processors.MinSecretLen {
 				a.log.WithField("connection", c.Name).Warnf("connection %s: secret %s (%s) is shorter than %d characters: it is weak, and too short to be hidden in logs, errors and results",

@@ -215,6 +215,13 @@ var permanentHints = map[uint16]string{
 	1227: "the user lacks a privilege the connection needs",
 }
 
+// isDeadlock reports MySQL's deadlock (1213) or lock wait timeout (1205),
+// after which the transaction may simply run again.
+func isDeadlock(err error) bool {
+	var me *gomysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
 // ErrReadOnly: the database accepts connections but refuses writes
 // (read_only / innodb_read_only: MySQL errors 1290, 1836), as a replica
 // or a primary being failed over does.

@@ -576,7 +576,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 					p.setJobConns(set)
 				}
 				limits, groups = cachedLimits, cachedGroups
-				if set != heldOf || time.Since(pausesAt) >= p.cfg.PollInterval || p.pausesStale.Swap(false) {
+				if p.pausesStale.Swap(false) || set != heldOf || time.Since(pausesAt) >= p.cfg.PollInterval {
 					heldOf, pausesAt = set, time.Now()
 					if held, err := p.heldJobs(ctx, set); err == nil {
 						heldSkip = p.logHeld(log, held, pauseWarns)

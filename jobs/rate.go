@@ -7,8 +7,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/jobrunner/jobrunner/migrations"
 	"gorm.io/gorm"
 )
@@ -36,7 +34,6 @@ func (s *Store) ReserveRate(ctx context.Context, name string, rate float64) (tim
 	var wait time.Duration
 	var err error
 	for try := 0; ; try++ {
-		missing := false
 		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			var row struct {
 				Next int64
@@ -47,7 +44,6 @@ func (s *Store) ReserveRate(ctx context.Context, name string, rate float64) (tim
 				return res.Error
 			}
 			if res.RowsAffected == 0 {
-				missing = true
 				return errNoSlotRow
 			}
 			if s.dialect == migrations.SQLite {
@@ -60,7 +56,7 @@ func (s *Store) ReserveRate(ctx context.Context, name string, rate float64) (tim
 			wait = time.Duration(slot-row.Now) * time.Microsecond
 			return nil
 		})
-		if missing && try < 3 {
+		if errors.Is(err, errNoSlotRow) && try < 3 {
 			// First use: create the row outside the locking transaction
 			// (a locking read of a missing row takes a gap lock that
 			// concurrent creators deadlock on), then reserve again.
@@ -81,13 +77,6 @@ func (s *Store) ReserveRate(ctx context.Context, name string, rate float64) (tim
 }
 
 var errNoSlotRow = errors.New("the connection has no slot row")
-
-// isDeadlock reports MySQL's deadlock (1213) or lock wait timeout (1205),
-// after which the transaction may simply run again.
-func isDeadlock(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
-}
 
 // rateLimiter returns the function a processor calls before each request
 // to a connection with a rateLimit: it reserves the next slot and waits

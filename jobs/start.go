@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
 
@@ -49,6 +50,9 @@ type Starter struct {
 	// Wake, when set, is called after a new run was stored (the local
 	// pool's Wake), so that it starts without waiting for a poll.
 	Wake func()
+	// Log receives the warning when a trace link cannot be stored; nil
+	// discards it.
+	Log *logrus.Logger
 }
 
 // StartRequest describes a run to start.
@@ -133,7 +137,9 @@ func (st *Starter) Start(ctx context.Context, req StartRequest) (*Enqueued, erro
 	}
 	if sc := req.Trace; sc.IsValid() {
 		// Only the link is lost when this fails; the run stands.
-		_ = st.Store.RecordTrace(context.WithoutCancel(ctx), enq.Run.ID, 0, sc.TraceID().String(), sc.SpanID().String())
+		if err := st.Store.RecordTrace(context.WithoutCancel(ctx), enq.Run.ID, 0, sc.TraceID().String(), sc.SpanID().String()); err != nil && st.Log != nil {
+			st.Log.WithError(err).WithField("run_id", enq.Run.ID).Warn("recording the trigger's trace")
+		}
 	}
 	if st.Wake != nil {
 		st.Wake()
@@ -168,5 +174,5 @@ func (st *Starter) set() *definitions.Set {
 // Starter returns the front door of this executor's store, registry and
 // definitions (no wake-up: a Pool's Starter wakes its workers).
 func (e *Executor) Starter() *Starter {
-	return &Starter{Store: e.Store, Registry: e.Registry, Definitions: e.Definitions}
+	return &Starter{Store: e.Store, Registry: e.Registry, Definitions: e.Definitions, Log: e.Log}
 }
