@@ -151,17 +151,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer func() { _ = cleanup(context.WithoutCancel(ctx), s) }()
 
+	st := &jobs.Starter{Store: s, Registry: reg, Definitions: func() *definitions.Set { return set }}
 	if cfg.Backlog > 0 {
 		log.Infof("bench: adding a backlog of %d runs that are not due", cfg.Backlog)
 		later := time.Now().Add(365 * 24 * time.Hour)
-		if err := enqueue(ctx, s, job, cfg.Backlog, later); err != nil {
+		if err := enqueue(ctx, st, job, cfg.Backlog, later); err != nil {
 			return nil, err
 		}
 	}
 
 	log.Infof("bench: enqueueing %d runs", cfg.Runs)
 	t0 := time.Now()
-	if err := enqueue(ctx, s, job, cfg.Runs, time.Time{}); err != nil {
+	if err := enqueue(ctx, st, job, cfg.Runs, time.Time{}); err != nil {
 		return nil, err
 	}
 	enq := time.Since(t0)
@@ -227,20 +228,35 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}, nil
 }
 
-func enqueue(ctx context.Context, s *jobs.Store, job *definitions.Job, n int, notBefore time.Time) error {
+// enqueueParallel is how many batches the bench stores at once: the
+// server commits concurrent transactions in groups.
+const enqueueParallel = 4
+
+// enqueue starts n runs of job through the front door (Starter.StartMany)
+// in batches of 1000, enqueueParallel at a time.
+func enqueue(ctx context.Context, st *jobs.Starter, job *definitions.Job, n int, notBefore time.Time) error {
 	const chunk = 1000
-	batch := make([]jobs.NewRun, 0, chunk)
-	for i := 0; i < n; i++ {
-		batch = append(batch, jobs.NewRun{Job: job, Params: definitions.Values{"OrderNumber": fmt.Sprintf("B%09d", i)},
-			Trigger: jobs.TriggerAPI, TriggeredBy: "bench", NotBefore: notBefore})
-		if len(batch) == chunk || i == n-1 {
-			if _, err := s.EnqueueBatch(ctx, batch); err != nil {
-				return fmt.Errorf("bench: enqueue: %w", err)
-			}
-			batch = batch[:0]
+	sem := make(chan struct{}, enqueueParallel)
+	errs := make(chan error, (n+chunk-1)/chunk)
+	var wg sync.WaitGroup
+	for start := 0; start < n; start += chunk {
+		reqs := make([]jobs.StartRequest, 0, min(chunk, n-start))
+		for i := start; i < min(start+chunk, n); i++ {
+			reqs = append(reqs, jobs.StartRequest{Definition: job, Values: definitions.Values{"OrderNumber": fmt.Sprintf("B%09d", i)},
+				Trigger: jobs.TriggerAPI, TriggeredBy: "bench", NotBefore: notBefore})
 		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := st.StartMany(ctx, reqs); err != nil {
+				errs <- fmt.Errorf("bench: enqueue: %w", err)
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when none failed
 }
 
 // cleanup deletes the benchmark's runs (and their rows) in small batches.

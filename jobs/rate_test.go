@@ -21,27 +21,39 @@ func TestReserveRateHandsOutOneSlotEach(t *testing.T) {
 	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
 		ctx := context.Background()
 		const n = 30
-		waits := make([]time.Duration, n)
+		type slot struct {
+			wait time.Duration
+			at   time.Time // the slot's latest possible time
+			took time.Duration
+		}
+		slots := make([]slot, n)
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				began := time.Now()
 				w, err := s.ReserveRate(ctx, "erp", 1) // one request per second
 				require.NoError(t, err)
-				waits[i] = w
+				end := time.Now()
+				// The wait is counted from a clock reading taken during the
+				// call: the slot lies within [began+w, end+w].
+				slots[i] = slot{wait: w, at: end.Add(w), took: end.Sub(began)}
 			}()
 		}
 		wg.Wait()
-		sort.Slice(waits, func(i, j int) bool { return waits[i] < waits[j] })
-		// Slot i is i seconds after the first; each wait is that minus the
-		// time taken to get there (well under half a second). A caller's
-		// clock reading is taken when its statement starts, before it waits
-		// for the row lock, so a wait may exceed its slot by that lock wait
-		// (a little late, never early).
-		for i, w := range waits {
-			require.LessOrEqual(t, w, time.Duration(i)*time.Second+250*time.Millisecond, "slot %d", i)
-			require.Greater(t, w, time.Duration(i)*time.Second-500*time.Millisecond, "slot %d: two callers share a slot", i)
+		sort.Slice(slots, func(i, j int) bool { return slots[i].wait < slots[j].wait })
+		// Slot i is i seconds after the first: a wait never exceeds that
+		// (plus the time a statement waits for the row lock after reading
+		// its clock), and no two callers share a slot: consecutive slots lie
+		// a second apart, give or take how long each call took.
+		for i, sl := range slots {
+			require.LessOrEqual(t, sl.wait, time.Duration(i)*time.Second+250*time.Millisecond, "slot %d", i)
+			if i > 0 {
+				prev := slots[i-1]
+				gap := sl.at.Sub(prev.at)
+				require.Greater(t, gap, time.Second-prev.took-sl.took-50*time.Millisecond, "slots %d and %d: two callers share a slot", i-1, i)
+			}
 		}
 
 		w, err := s.ReserveRate(ctx, "other", 1)

@@ -1,12 +1,15 @@
 package jobs
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"strings"
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/jobrunner/jobrunner/migrations"
 )
 
 // The hot path (claim and group commit) builds its SQL by hand: gorm's
@@ -108,3 +111,63 @@ func logValues(l LogLine) []any {
 	}
 	return []any{l.RunID, l.Attempt, l.StepIndex, l.Ts, l.Level, l.Message, fields}
 }
+
+// runInsertCols are the columns a new run is inserted with (the others
+// keep their defaults until it is claimed).
+var runInsertCols = []string{"job", "definition_version", "parameters", "trigger_kind", "triggered_by", "idempotency_key", "request_hash",
+	"unique_key", "scheduled_for", "status", "preview", "attempt", "max_attempts", "snoozes", "not_before", "cancel_requested",
+	"parent_run_id", "retry_of_run_id", "created_at", "updated_at", "result", "error_code", "error_message", "progress", "records_read", "records_changed",
+	"record_errors", "record_warnings"}
+
+func runInsertValues(r *Run) []any {
+	var sched any
+	if r.ScheduledFor != nil {
+		sched = r.ScheduledFor.UTC()
+	}
+	return []any{r.Job, r.DefinitionVersion, string(r.Parameters), string(r.TriggerKind), r.TriggeredBy, r.IdempotencyKey, r.RequestHash,
+		r.UniqueKey, sched, string(r.Status), r.Preview, r.Attempt, r.MaxAttempts, r.Snoozes, r.NotBefore.UTC(), r.CancelRequested,
+		r.ParentRunID, r.RetryOfRunID, r.CreatedAt.UTC(), r.UpdatedAt.UTC(), string(r.Result), r.ErrorCode, r.ErrorMessage, r.Progress, r.RecordsRead, r.RecordsChanged,
+		r.RecordErrors, r.RecordWarnings}
+}
+
+// insertRunRows inserts runs (none has an ID yet) with multi-row INSERT
+// statements of at most maxRows rows, and sets their IDs. The IDs of one
+// statement's rows are consecutive (InnoDB's default "consecutive"
+// auto-increment lock mode for inserts whose row count is known, and
+// SQLite's single writer), which is what gorm's own batch insert relies
+// on too: MySQL reports the first, SQLite the last.
+func insertRunRows(ctx context.Context, tx *gorm.DB, dialect string, maxRows int, runs []*Run) error {
+	head := "INSERT INTO runs (" + strings.Join(runInsertCols, ", ") + ") VALUES "
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(runInsertCols)), ", ") + ")"
+	for start := 0; start < len(runs); start += maxRows {
+		part := runs[start:min(start+maxRows, len(runs))]
+		var sb strings.Builder
+		sb.Grow(len(head) + len(part)*(len(one)+1))
+		sb.WriteString(head)
+		args := make([]any, 0, len(part)*len(runInsertCols))
+		for i, r := range part {
+			if i > 0 {
+				sb.WriteString(",")
+			}
+			sb.WriteString(one)
+			args = append(args, runInsertValues(r)...)
+		}
+		res, err := tx.Statement.ConnPool.ExecContext(ctx, sb.String(), args...)
+		if err != nil {
+			return fmt.Errorf("insert runs: %w", err)
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("insert runs: read ids: %w", err)
+		}
+		if dialect == migrations.SQLite {
+			id -= int64(len(part) - 1)
+		}
+		for i, r := range part {
+			r.ID = id + int64(i)
+		}
+	}
+	return nil
+}
+
+var paramCols = []string{"run_id", "name", "value"}

@@ -27,7 +27,7 @@ var (
 
 // Starter is the front door for starting runs: `jobrunner run` and
 // `trigger`, the API and the dashboard, inbound hooks, the scheduler and
-// the bench start their runs through Start, which resolves the job in the
+// the bench start their runs through Start (or StartMany for many), which resolves the job in the
 // current definitions, checks that this binary can run it (the
 // executor's own plan: processors, connections, preview support), types
 // and validates the parameters, stores the run, records the caller's
@@ -145,6 +145,67 @@ func (st *Starter) Start(ctx context.Context, req StartRequest) (*Enqueued, erro
 		st.Wake()
 	}
 	return enq, nil
+}
+
+// StartMany starts many runs (bulk loads, the bench): each request is
+// prepared as Start prepares it (the runnable check once per job), and the
+// plain ones — no idempotency key, schedule tick or uniqueBy parameters —
+// are stored together in one transaction with multi-row inserts
+// (Store.EnqueueBatch); the others go through Start one by one, so that
+// their conflicts are handled. The results are in the order of reqs. On
+// an error nothing of the batch is stored, except runs that needed Start
+// and were stored before it; the error names the request's index. The
+// callers' traces are not recorded.
+func (st *Starter) StartMany(ctx context.Context, reqs []StartRequest) ([]*Enqueued, error) {
+	out := make([]*Enqueued, len(reqs))
+	plain := make([]NewRun, 0, len(reqs))
+	at := make([]int, 0, len(reqs))
+	checked := map[*definitions.Job]bool{}
+	set := st.set()
+	for i, req := range reqs {
+		job := req.Definition
+		if job == nil && set != nil {
+			job, _ = set.Job(req.Job)
+		}
+		var values definitions.Values
+		var err error
+		if job != nil && checked[job] && req.Values != nil {
+			values = req.Values
+		} else if job, values, err = st.Prepare(req); err != nil {
+			return nil, fmt.Errorf("jobs: start request %d: %w", i, err)
+		}
+		checked[job] = true
+		trig := req.Trigger
+		if trig == "" {
+			trig = TriggerManual
+		}
+		nr := NewRun{Job: job, Params: values, Trigger: trig, TriggeredBy: req.TriggeredBy, IdempotencyKey: req.IdempotencyKey,
+			Preview: req.Preview, NotBefore: req.NotBefore, ScheduledFor: req.ScheduledFor}
+		if nr.IdempotencyKey != "" || nr.ScheduledFor != nil || uniqueKey(job, values) != "" {
+			enq, err := st.Start(ctx, req)
+			if err != nil {
+				return nil, fmt.Errorf("jobs: start request %d: %w", i, err)
+			}
+			out[i] = enq
+			continue
+		}
+		plain = append(plain, nr)
+		at = append(at, i)
+	}
+	if len(plain) == 0 {
+		return out, nil
+	}
+	runs, err := st.Store.EnqueueBatch(ctx, plain)
+	if err != nil {
+		return nil, err
+	}
+	for k, r := range runs {
+		out[at[k]] = &Enqueued{Run: r, Created: true}
+	}
+	if st.Wake != nil {
+		st.Wake()
+	}
+	return out, nil
 }
 
 // StartTx is Start inside the caller's transaction tx (Store.EnqueueTx):

@@ -872,19 +872,16 @@ func (s *Store) EnqueueBatch(ctx context.Context, nrs []NewRun) ([]*Run, error) 
 		texts[i] = nr.Params.Text()
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.CreateInBatches(runs, s.batchRows()/2).Error; err != nil {
+		if err := insertRunRows(ctx, tx, s.dialect, s.batchRows()/2, runs); err != nil {
 			return err
 		}
-		var rows []runParam
+		var rows [][]any
 		for i, r := range runs {
 			for k, v := range texts[i] {
-				rows = append(rows, runParam{RunID: r.ID, Name: k, Value: indexValue(v)})
+				rows = append(rows, []any{r.ID, k, indexValue(v)})
 			}
 		}
-		if len(rows) > 0 {
-			return tx.CreateInBatches(rows, s.batchRows()).Error
-		}
-		return nil
+		return insertRows(tx, s.batchRows(), "run_params", paramCols, rows)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: enqueue batch of %d: %w", len(nrs), err)

@@ -462,3 +462,56 @@ func TestEnqueueTxFollowsTheCallersTransaction(t *testing.T) {
 		require.ErrorAs(t, err, &pe, "parameters are validated at the front door")
 	})
 }
+
+func TestStartManyStoresPlainRunsTogetherAndRoutesTheOthersThroughStart(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		st := e.ex.Starter()
+		woke := 0
+		st.Wake = func() { woke++ }
+		reqs := []jobs.StartRequest{
+			{Job: "Flaky", Trigger: jobs.TriggerAPI, TriggeredBy: "bulk"},
+			{Job: "Echo", Text: map[string]string{"OrderNumber": "U1"}}, // uniqueBy: through Start
+			{Job: "Post", Text: map[string]string{"OrderNumber": "P1"}, NotBefore: time.Now().Add(time.Hour)},
+			{Job: "Echo", Text: map[string]string{"OrderNumber": "U1"}}, // the active run of the first
+			{Job: "Permanent", IdempotencyKey: "many-1"},
+		}
+		out, err := st.StartMany(ctx, reqs)
+		require.NoError(t, err)
+		require.Len(t, out, len(reqs))
+		for i, enq := range out {
+			require.NotNil(t, enq, "result %d", i)
+			require.Positive(t, enq.Run.ID)
+		}
+		require.True(t, out[0].Created)
+		require.Equal(t, "Flaky", out[0].Run.Job)
+		require.Equal(t, jobs.TriggerAPI, out[0].Run.TriggerKind)
+		require.Equal(t, jobs.TriggerManual, out[2].Run.TriggerKind, "the default trigger")
+		require.False(t, out[3].Created)
+		require.Equal(t, "active", out[3].Reason)
+		require.Equal(t, out[1].Run.ID, out[3].Run.ID)
+		require.NotEqual(t, out[0].Run.ID, out[2].Run.ID)
+		require.Positive(t, woke)
+
+		// The stored rows are what their results say.
+		got, err := s.Get(ctx, out[2].Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, "Post", got.Job)
+		require.Equal(t, jobs.StatusQueued, got.Status)
+		require.JSONEq(t, `{"OrderNumber":"P1"}`, string(got.Parameters))
+		require.True(t, got.NotBefore.After(time.Now().Add(50*time.Minute)))
+		listed, err := s.List(ctx, jobs.Filter{Params: map[string]string{"OrderNumber": "P1"}})
+		require.NoError(t, err)
+		require.Len(t, listed, 1, "found by its parameter")
+		require.Equal(t, out[2].Run.ID, listed[0].ID)
+		require.EqualValues(t, 4, countStatus(t, s, jobs.StatusQueued))
+
+		// A bad request stores nothing of the plain ones.
+		_, err = st.StartMany(ctx, []jobs.StartRequest{{Job: "Flaky"}, {Job: "NoSuchJob"}})
+		require.ErrorIs(t, err, jobs.ErrUnknownJob)
+		require.ErrorContains(t, err, "request 1")
+		require.EqualValues(t, 4, countStatus(t, s, jobs.StatusQueued))
+	})
+}
