@@ -50,9 +50,10 @@ type Config struct {
 	Store *jobs.Store
 	// Runs to drain; default 10000.
 	Runs int
-	// Workers executing at once; default 64.
+	// Workers executing at once; default jobs.DefaultWorkers, serve's.
 	Workers int
-	// Batch is the claim batch size; default min(Workers, 100).
+	// Batch is the claim batch size; default min(Workers,
+	// jobs.DefaultBatch), serve's.
 	Batch int
 	// Backlog adds this many queued runs that are not due (not before a
 	// year from now) before the drain, to show the claim path does not
@@ -116,10 +117,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.Runs = 10000
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 64
+		cfg.Workers = jobs.DefaultWorkers
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = min(cfg.Workers, 100)
+		cfg.Batch = min(cfg.Workers, jobs.DefaultBatch)
 	}
 	if cfg.LatencySamples <= 0 {
 		cfg.LatencySamples = 200

@@ -69,7 +69,7 @@ operator, admin). Without tokens serve listens only on loopback.`,
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "http", "127.0.0.1:8080", "listen address of the API, dashboard and /metrics (\"\" disables HTTP)")
 	f.IntVar(&o.workers, "workers", jobs.DefaultWorkers, "runs executed at once by this instance (one connection's runs take at most --connection-share of them)")
-	f.IntVar(&o.batch, "batch", 0, "runs claimed per query (default min(workers, 100))")
+	f.IntVar(&o.batch, "batch", 0, "runs claimed per query (default min(workers, 256))")
 	f.IntVar(&o.connShare, "connection-share", 0, "most runs of one connection executing at once here, so that a hung ERP leaves workers for the others (default 3/4 of workers, at most 16; -1: no cap; noop connections are not capped)")
 	f.DurationVar(&o.poll, "poll", time.Second, "how often to look for runs queued by other instances or coming due")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 30*time.Second, "lease length; heartbeats renew it every third of it, and another instance rescues a run whose lease lapsed")

@@ -276,7 +276,7 @@ jobrunner.bench) are deleted before and after. Prints one JSON object with
 	f := cmd.Flags()
 	f.IntVar(&cfg.Runs, "runs", 10000, "runs to drain")
 	f.IntVar(&cfg.Workers, "workers", jobs.DefaultWorkers, "runs executing at once (default: serve's)")
-	f.IntVar(&cfg.Batch, "batch", 0, "runs claimed per query (default min(workers, 100))")
+	f.IntVar(&cfg.Batch, "batch", 0, "runs claimed per query (default min(workers, 256))")
 	f.IntVar(&cfg.Backlog, "backlog", 0, "extra queued runs that are not due, to show a deep queue costs nothing")
 	f.IntVar(&cfg.LatencySamples, "latency-samples", 200, "idle triggers to measure trigger-to-start latency")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")

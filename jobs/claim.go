@@ -60,21 +60,8 @@ func (s *Store) claimBatch(ctx context.Context, opts claimOptions) ([]*Claim, er
 	var runs []Run
 	claim := func(tx *gorm.DB) error {
 		var err error
-		if runs, err = s.claimable(tx, n, opts); err != nil {
-			return err
-		}
-		if len(runs) == 0 {
-			return nil
-		}
-		ids := make([]int64, len(runs))
-		for i := range runs {
-			ids[i] = runs[i].ID
-		}
-		res := tx.Model(&Run{}).Where("id IN ?", ids).Updates(s.claimedFields(opts.Owner, token, ttl))
-		if res.Error != nil {
-			return fmt.Errorf("mark runs running: %w", res.Error)
-		}
-		return nil
+		runs, err = s.claimIn(tx, n, opts, token, ttl)
+		return err
 	}
 	err := s.db.WithContext(ctx).Transaction(claim)
 	// A deadlock (claimers of limited jobs meeting on the limit rows) rolls
@@ -85,13 +72,37 @@ func (s *Store) claimBatch(ctx context.Context, opts claimOptions) ([]*Claim, er
 	if err != nil {
 		return nil, fmt.Errorf("jobs: claim runs: %w", err)
 	}
+	return claimsOf(runs, opts.Owner, token, ttl), nil
+}
+
+// claimIn claims up to n due runs within tx under token (see claimBatch)
+// and returns them as they were read.
+func (s *Store) claimIn(tx *gorm.DB, n int, opts claimOptions, token string, ttl time.Duration) ([]Run, error) {
+	runs, err := s.claimable(tx, n, opts)
+	if err != nil || len(runs) == 0 {
+		return nil, err
+	}
+	ids := make([]int64, len(runs))
+	for i := range runs {
+		ids[i] = runs[i].ID
+	}
+	res := tx.Model(&Run{}).Where("id IN ?", ids).Updates(s.claimedFields(opts.Owner, token, ttl))
+	if res.Error != nil {
+		return nil, fmt.Errorf("mark runs running: %w", res.Error)
+	}
+	return runs, nil
+}
+
+// claimsOf turns runs claimed under token (as read before the claim) into
+// claims.
+func claimsOf(runs []Run, owner, token string, ttl time.Duration) []*Claim {
 	now := time.Now()
 	claims := make([]*Claim, len(runs))
 	for i := range runs {
-		r := claimedCopy(&runs[i], opts.Owner, token, now)
-		claims[i] = &Claim{Run: r, Token: token, Owner: opts.Owner, TTL: ttl, Started: now}
+		r := claimedCopy(&runs[i], owner, token, now)
+		claims[i] = &Claim{Run: r, Token: token, Owner: owner, TTL: ttl, Started: now}
 	}
-	return claims, nil
+	return claims
 }
 
 // claimable selects (and locks, on MySQL) up to n due runs for a claim
@@ -381,9 +392,22 @@ func claimLimits(set *definitions.Set) (limits map[string]int, groups map[string
 // ErrLeaseLost for an execution whose run was taken away (nothing recorded
 // for it), or the transaction's error for all.
 func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
-	errs := make([]error, len(items))
+	errs, _, _ := s.finishAndClaim(ctx, items, nil)
+	return errs
+}
+
+// finishAndClaim is finishBatch that, when ahead is not nil, also claims
+// up to ahead.Max due runs under ahead.Token in the same transaction (see
+// claimBatch): a pool's next runs ride on the commit of its last outcomes
+// instead of taking a transaction of their own. It returns the claims,
+// and claimErr when the transaction failed after the claim was asked for:
+// its COMMIT may have landed all the same (pass the token to
+// claimsByToken). A claim that deadlocks with another claimer is dropped
+// and the outcomes are committed without it.
+func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *claimOptions) (errs []error, claims []*Claim, claimErr error) {
+	errs = make([]error, len(items))
 	if len(items) == 0 {
-		return errs
+		return errs, nil, nil
 	}
 	for i, it := range items {
 		if !it.Finish.Status.Final() && it.Finish.Status != StatusQueued {
@@ -412,7 +436,9 @@ func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
 		}
 		g.idx = append(g.idx, i)
 	}
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	var claimed []Run
+	record := func(tx *gorm.DB) error {
+		claimed = nil
 		var atts, logs [][]any
 		var stepRuns, requeued []int64
 		var steps []RunStep
@@ -468,14 +494,34 @@ func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
 			return fmt.Errorf("store logs: %w", err)
 		}
 		if len(requeued) > 0 {
-			return s.cancelRequeued(tx, requeued)
+			if err := s.cancelRequeued(tx, requeued); err != nil {
+				return err
+			}
+		}
+		if ahead != nil {
+			var err error
+			if claimed, err = s.claimIn(tx, min(max(ahead.Max, 1), s.batchRows()), *ahead, ahead.Token, ahead.TTL); err != nil {
+				return fmt.Errorf("claim the next runs: %w", err)
+			}
 		}
 		return nil
-	})
+	}
+	err := s.db.WithContext(ctx).Transaction(record)
+	if err != nil && ahead != nil && isDeadlock(err) && ctx.Err() == nil {
+		// Rolled back whole: nothing was claimed. Record the outcomes alone.
+		ahead, claimed = nil, nil
+		err = s.db.WithContext(ctx).Transaction(record)
+	}
+	if err == nil && ahead != nil {
+		claims = claimsOf(claimed, ahead.Owner, ahead.Token, ahead.TTL)
+	}
+	if err != nil && ahead != nil && !errors.Is(err, errPartial) {
+		claimErr = err
+	}
 	if errors.Is(err, errPartial) {
 		if len(items) == 1 {
 			errs[0] = fmt.Errorf("jobs: finish run %d: %w", items[0].Claim.Run.ID, ErrLeaseLost)
-			return errs
+			return errs, claims, claimErr
 		}
 		// Some runs were taken away: record the others one by one.
 		for i, it := range items {
@@ -483,7 +529,7 @@ func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
 				errs[i] = s.Finish(ctx, it.Claim, it.Finish)
 			}
 		}
-		return errs
+		return errs, claims, claimErr
 	}
 	if err != nil {
 		err = fmt.Errorf("jobs: finish %d runs: %w", len(items), err)
@@ -493,7 +539,7 @@ func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
 			}
 		}
 	}
-	return errs
+	return errs, claims, claimErr
 }
 
 var errPartial = errors.New("jobs: some runs were not held")

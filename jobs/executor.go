@@ -218,7 +218,7 @@ func (e *Executor) Execute(ctx context.Context, c *Claim) (*Finish, error) {
 // decides the outcome; it records nothing but log lines.
 func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 	run := c.Run
-	mirror := e.logger().WithFields(logrus.Fields{"run_id": run.ID, "job": run.Job, "attempt": run.AttemptsUsed()})
+	mirror := &runEntry{logger: e.logger(), run: run}
 	lg := &runLogger{runID: run.ID, attempt: int64(run.Attempt), red: newRedactor(nil), mirror: mirror}
 	fail := func(code, msg string) *Finish {
 		lg.Error(msg, "code", code)
@@ -297,7 +297,7 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 // retry from a failed step are done), each with the previous step's
 // recorded result as Input. It returns nil when the lease was lost.
 func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.Job, params definitions.Values, plan []stepPlan,
-	secrets map[string]map[string]string, lg *runLogger, mirror *logrus.Entry) *Finish {
+	secrets map[string]map[string]string, lg *runLogger, mirror *runEntry) *Finish {
 	run := c.Run
 	multi := len(job.Steps) > 0
 	var rows []RunStep
@@ -1108,7 +1108,7 @@ type heartbeat struct {
 	store    *Store
 	claim    *Claim
 	cancel   context.CancelCauseFunc
-	log      *logrus.Entry
+	log      *runEntry
 	progress func() Progress
 	logs     *runLogger
 
@@ -1116,41 +1116,57 @@ type heartbeat struct {
 	lastOK time.Time // monotonic: when the lease was last confirmed
 }
 
+// start beats every third of the lease TTL and stores log lines within
+// LogFlushInterval, from a goroutine started only when the first of those
+// is due: most runs end before, and then cost a stopped timer instead of a
+// goroutine and two tickers.
 func (h *heartbeat) start(ctx context.Context) (stop func()) {
 	ttl := h.claim.TTL
 	every := max(ttl/3, 50*time.Millisecond)
+	flushEvery := min(LogFlushInterval, every)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
+	first := time.AfterFunc(flushEvery, func() {
 		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
 		// Beat until the execution ends, not until its context does: a
 		// cancelled processor may take a while to stop (exec's kill
 		// grace), and its lease must not lapse meanwhile, or another
 		// instance would start the run while it still runs.
 		bctx := context.WithoutCancel(ctx)
-		// Log lines are stored within LogFlushInterval of being written
-		// (live logs), not only with the heartbeat.
-		lt := time.NewTicker(min(LogFlushInterval, every))
+		// The beats keep their times (every, 2×every… after the start);
+		// log lines are stored within LogFlushInterval of being written
+		// (live logs), not only with the heartbeat (a beat stores them too).
+		beat := time.NewTimer(every - flushEvery)
+		defer beat.Stop()
+		lt := time.NewTicker(flushEvery)
 		defer lt.Stop()
+		if flushEvery < every && h.logs != nil && h.logs.hasLines() && h.flushLogs(bctx) {
+			return
+		}
 		for {
 			select {
 			case <-done:
 				return
-			case <-t.C:
+			case <-beat.C:
 				if h.beat(bctx) {
 					return // the lease is gone: nothing more to renew
 				}
+				beat.Reset(every)
 			case <-lt.C:
 				if h.logs != nil && h.logs.hasLines() && h.flushLogs(bctx) {
 					return
 				}
 			}
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+	})
+	return func() {
+		close(done)
+		if first.Stop() {
+			wg.Done() // never started
+		}
+		wg.Wait()
+	}
 }
 
 // LogFlushInterval is how soon a running run's log lines are stored
@@ -1197,7 +1213,7 @@ func (h *heartbeat) beat(ctx context.Context) (gone bool) {
 		h.cancel(errLeaseGone)
 		return true
 	case err != nil:
-		h.log.Warnf("heartbeat failed: %v", redactErr(err, h.store.dsn))
+		h.log.entry().Warnf("heartbeat failed: %v", redactErr(err, h.store.dsn))
 		h.mu.Lock()
 		expired := time.Since(h.lastOK) > h.claim.TTL*9/10
 		h.mu.Unlock()

@@ -44,3 +44,8 @@ func (s *Store) ClaimsByToken(ctx context.Context, owner, token string, ttl time
 
 // ClaimLimits exports claimLimits.
 var ClaimLimits = claimLimits
+
+// FinishAndClaim exports finishAndClaim.
+func (s *Store) FinishAndClaim(ctx context.Context, items []FinishItem, ahead *ClaimOptions) ([]error, []*Claim, error) {
+	return s.finishAndClaim(ctx, items, ahead)
+}

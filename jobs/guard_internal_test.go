@@ -96,5 +96,56 @@ func TestDefaultConnectionShare(t *testing.T) {
 		require.Equal(t, tc.want, p.cfg.ConnectionShare, "workers %d share %d", tc.workers, tc.share)
 		require.Equal(t, tc.forOthers, p.shareForOthers, "workers %d share %d", tc.workers, tc.share)
 	}
-	require.Equal(t, 64, DefaultWorkers)
+	// serve's default: many workers, few per connection.
+	require.Equal(t, 512, DefaultWorkers)
+	require.Equal(t, MaxDefaultConnectionShare, NewPool(PoolConfig{Executor: &Executor{Store: s, Owner: "me"}, Workers: DefaultWorkers}).cfg.ConnectionShare)
+}
+
+// TestClaimsTakenWhileStoppingGoBack: a claim that rode on an outcome
+// commit and landed after Stop closed the workers' queue is put back in
+// the queue without using an attempt, and its slots are given back.
+func TestClaimsTakenWhileStoppingGoBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := Open(ctx, "sqlite:"+t.TempDir()+"/a.db", OpenOptions{})
+	require.NoError(t, err)
+	defer s.Close()
+	job := &definitions.Job{Name: "A", Retry: definitions.RetryPolicy{MaxAttempts: 1}}
+	for range 3 {
+		_, err := s.Enqueue(ctx, NewRun{Job: job, Trigger: TriggerAPI})
+		require.NoError(t, err)
+	}
+	p := NewPool(PoolConfig{Executor: &Executor{Store: s, Owner: "me"}, Workers: 8})
+	want := p.reserve(5)
+	require.Equal(t, 5, want)
+	ahead := &claimOptions{Owner: "me", Max: want, TTL: time.Minute, Token: newToken()}
+	claims, err := s.claimBatch(ctx, *ahead)
+	require.NoError(t, err)
+	require.Len(t, claims, 3)
+	p.workClosed = true
+	p.tookAhead(ahead, claims, nil)
+	require.Zero(t, p.reserved.Load(), "the slots are given back")
+	require.Zero(t, p.busy.Load())
+	for _, c := range claims {
+		r, err := s.Get(ctx, c.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, StatusQueued, r.Status)
+		require.Zero(t, r.AttemptsUsed(), "no attempt used")
+	}
+	require.False(t, p.moreDue.Load(), "fewer than asked: the queue is drained")
+}
+
+// TestRedactorsAreSharedPerSecretSet: one redactor per distinct set of
+// secrets, none for no secrets, a new one when a value rotates.
+func TestRedactorsAreSharedPerSecretSet(t *testing.T) {
+	t.Parallel()
+	require.Nil(t, newRedactor(nil))
+	a := newRedactor(map[string]string{"token": "rotating-value-1", "user": "x"})
+	b := newRedactor(map[string]string{"user": "x", "token": "rotating-value-1"})
+	require.Same(t, a, b)
+	require.Equal(t, "call with [REDACTED]", a.Redact("call with rotating-value-1"))
+	c := newRedactor(map[string]string{"token": "rotating-value-2", "user": "x"})
+	require.NotSame(t, a, c)
+	require.Equal(t, "call with [REDACTED]", c.Redact("call with rotating-value-2"))
+	require.Equal(t, "call with [REDACTED]", a.Redact("call with rotating-value-1"), "the old one still hides the old value")
 }

@@ -22,7 +22,8 @@ type PoolConfig struct {
 	Executor *Executor
 	// Workers caps runs executing at once in this process; default 8.
 	Workers int
-	// BatchSize caps runs claimed per query; default min(Workers, 100).
+	// BatchSize caps runs claimed per query; default min(Workers,
+	// DefaultBatch).
 	BatchSize int
 	// PollInterval is how often the pool looks for due runs when nothing
 	// woke it (runs of other instances, retries coming due); default 1s.
@@ -43,11 +44,17 @@ type PoolConfig struct {
 	ConnectionShare int
 }
 
-// DefaultWorkers is serve's and bench's default worker count: enough to
-// claim and commit in batches of that size (no-op runs drain about 2.5×
-// faster than with 16), while MaxDefaultConnectionShare keeps any one
-// connection at 16 requests in flight per instance by default.
-const DefaultWorkers = 64
+// DefaultWorkers is serve's and bench's default worker count. Runs
+// executing at once are few in practice — MaxDefaultConnectionShare keeps
+// any one connection at 16 per instance — but by Little's law a pool
+// drains at most Workers runs per claim-to-start round trip, and on a
+// two-core host with MariaDB that trip takes 10–15 ms: 64 workers capped
+// no-op runs near 4,000/s, 512 let them reach 7,000–8,000/s (see
+// docs/performance.md). An idle worker is a parked goroutine.
+const DefaultWorkers = 512
+
+// DefaultBatch caps the default BatchSize: runs claimed per query.
+const DefaultBatch = 256
 
 // MaxDefaultConnectionShare caps the default ConnectionShare: by default
 // no connection has more than this many runs executing at once in one
@@ -72,6 +79,26 @@ type Pool struct {
 	// next claim (PausesChanged).
 	pausesStale atomic.Bool
 	busy        atomic.Int64
+	// reserved counts worker slots held for claims in flight (reserve).
+	reserved atomic.Int64
+	slotMu   sync.Mutex
+	// threshold is the least batch worth a claim once runs end (half the
+	// batch size or worker count): smaller ones wait for a wake-up, the
+	// poll tick or an idle pool, so latency stays low.
+	threshold int
+	// moreDue: the last claim took all it asked for, so more runs are
+	// probably due; claims ride on outcome commits only then.
+	moreDue atomic.Bool
+	claims  claimState
+	// unconfirmed are the tokens of claims that failed: their COMMIT may
+	// have reached the database all the same (claimsByToken finds out).
+	unconfMu    sync.Mutex
+	unconfirmed []string
+	// dispatchMu guards handing claims to workers against Stop closing
+	// their queue (workClosed).
+	dispatchMu sync.Mutex
+	workClosed bool
+	fetchCtx   context.Context
 	// pending counts executions whose outcome awaits its commit.
 	pending    atomic.Int64
 	maxPending int
@@ -157,7 +184,7 @@ func NewPool(cfg PoolConfig) *Pool {
 		cfg.Workers = 8
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = min(cfg.Workers, 100)
+		cfg.BatchSize = min(cfg.Workers, DefaultBatch)
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
@@ -185,7 +212,8 @@ func NewPool(cfg PoolConfig) *Pool {
 	p := &Pool{cfg: cfg, ex: &ex, wake: make(chan struct{}, 1), freed: make(chan struct{}, 1), now: make(chan struct{}),
 		maxPending: max(cfg.Workers, 2*maxCompleteBatch), work: make(chan *Claim, cfg.Workers), connBusy: map[string]int{}, cancels: map[int64]context.CancelCauseFunc{}}
 	p.shareForOthers = forOthers
-	p.comp = &completer{store: ex.Store, ch: make(chan *pending, 4*cfg.Workers)}
+	p.threshold = max(1, min(cfg.BatchSize, cfg.Workers)/2)
+	p.comp = &completer{store: ex.Store, ch: make(chan *pending, 4*cfg.Workers), ahead: p.claimAhead, took: p.tookAhead}
 	ex.finish = p.comp.finish
 	return p
 }
@@ -199,8 +227,8 @@ func (p *Pool) Start(ctx context.Context) {
 	if !p.started.CompareAndSwap(false, true) {
 		panic("jobs: Pool started twice")
 	}
-	var fetchCtx context.Context
-	fetchCtx, p.fetchCancel = context.WithCancel(ctx)
+	p.fetchCtx, p.fetchCancel = context.WithCancel(ctx)
+	fetchCtx := p.fetchCtx
 	p.runCtx, p.runCancel = context.WithCancel(context.WithoutCancel(ctx))
 	p.comp.start(2)
 	for i := 0; i < p.cfg.Workers; i++ {
@@ -299,7 +327,10 @@ func (p *Pool) Stop(ctx context.Context) {
 	}
 	p.fetchCancel()
 	p.loops.Wait()
+	p.dispatchMu.Lock()
+	p.workClosed = true
 	close(p.work) // no more claims: workers end once the queue is empty
+	p.dispatchMu.Unlock()
 	done := make(chan struct{})
 	go func() { p.runs.Wait(); close(done) }()
 	select {
@@ -327,6 +358,7 @@ func (p *Pool) Stop(ctx context.Context) {
 	p.runCancel()
 	p.workers.Wait()
 	p.comp.stop()
+	p.releaseAllUnconfirmed(p.ex.logger().WithField("owner", p.ex.owner()))
 }
 
 // skipList returns the jobs of set this pool cannot run (not claimed
@@ -531,105 +563,62 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 	tick := time.NewTicker(p.cfg.PollInterval)
 	defer tick.Stop()
 	errDelay := 100 * time.Millisecond
-	// After a run ends, claim again only once enough slots are free for a
-	// worthwhile batch; a wake-up (local trigger), the poll tick or an
-	// idle pool claims whatever fits, so latency stays low.
-	threshold := max(1, min(p.cfg.BatchSize, p.cfg.Workers)/2)
 	eager := true
-	// unconfirmed is the token of the last claim that failed: its COMMIT
-	// may have reached the database all the same.
-	unconfirmed := ""
-	defer func() {
-		if unconfirmed != "" {
-			p.releaseUnconfirmed(log, unconfirmed)
-		}
-	}()
-	var (
-		limitsOf     *definitions.Set
-		cachedLimits map[string]int
-		cachedGroups map[string][]string
-		cachedSkip   []string
-		// Pauses and maintenance windows: read every poll interval, so
-		// that every instance respects a pause within one.
-		pausesAt   time.Time
-		heldOf     *definitions.Set
-		heldSkip   []string
-		skip       []string
-		pauseWarns = map[string]string{}
-	)
+	defer p.releaseAllUnconfirmed(log)
 	for {
-		free := p.cfg.Workers - int(p.busy.Load())
-		if int(p.pending.Load()) >= p.maxPending {
-			free = 0 // outcomes are waiting for the database: do not pile up more
-		}
+		free := p.free()
 		want := min(free, p.cfg.BatchSize)
-		if want > 0 && (eager || free >= threshold || p.busy.Load() == 0) {
-			var limits map[string]int
-			var groups map[string][]string
-			if p.ex.Definitions != nil {
-				set := p.ex.Definitions()
-				if set != limitsOf {
-					limitsOf = set
-					cachedLimits, cachedGroups = claimLimits(set)
-					cachedSkip = p.skipList(log, set)
-					skip = cachedSkip
-					p.setJobConns(set)
-				}
-				limits, groups = cachedLimits, cachedGroups
-				if p.pausesStale.Swap(false) || set != heldOf || time.Since(pausesAt) >= p.cfg.PollInterval {
-					heldOf, pausesAt = set, time.Now()
-					if held, err := p.heldJobs(ctx, set); err == nil {
-						heldSkip = p.logHeld(log, held, pauseWarns)
-					} else if ctx.Err() == nil {
-						log.Warnf("cannot read pauses (keeping the last known): %s", redactErr(err, p.ex.Store.dsn))
-					}
-					skip = append(append([]string{}, cachedSkip...), heldSkip...)
-				}
-			}
+		if want > 0 && (eager || free >= p.threshold || p.busy.Load() == 0) {
+			base := p.claimBase(ctx, log)
 			var claims []*Claim
 			var err error
-			if unconfirmed != "" {
+			reserved := 0
+			if token := p.takeUnconfirmed(); token != "" {
 				// A failed claim may have committed: execute what it took.
-				claims, err = p.ex.Store.claimsByToken(ctx, p.ex.owner(), unconfirmed, p.ex.ttl())
-				if err == nil {
-					unconfirmed = ""
-					if len(claims) > 0 {
-						log.WithField("runs", len(claims)).Warn("a claim that reported an error had committed: executing its runs")
-					}
+				claims, err = p.ex.Store.claimsByToken(ctx, p.ex.owner(), token, p.ex.ttl())
+				if err != nil {
+					p.addUnconfirmed(token)
+				} else if len(claims) > 0 {
+					log.WithField("runs", len(claims)).Warn("a claim that reported an error had committed: executing its runs")
 				}
-			} else {
-				token := newToken()
+				// Its runs were counted in no slot: they may exceed Workers
+				// by one batch, once, after a database failure.
+			} else if want = p.reserve(want); want > 0 {
+				reserved = want
 				began := time.Now()
 				// The bulkhead: jobs of a connection with less room than want
 				// are claimed only in a second, smaller batch, when the first
 				// did not fill the pool.
 				tight, room := p.tight(want)
-				opts := claimOptions{Owner: p.ex.owner(), Max: want, TTL: p.ex.ttl(), Limits: limits, Groups: groups, Skip: p.withFull(skip), Token: token}
+				opts := base
+				opts.Max, opts.Skip, opts.Token = want, p.withFull(base.Skip), newToken()
 				if len(tight) > 0 {
 					opts.Skip = append(opts.Skip, tight...)
 				}
 				claims, err = p.ex.Store.claimBatch(ctx, opts)
-				if err == nil && len(tight) > 0 && len(claims) < want && room > 0 {
-					opts.Token, opts.Max, opts.Skip = newToken(), min(want-len(claims), room), p.withFull(skip)
+				if err != nil {
+					p.addUnconfirmed(opts.Token) // executed next time round if it committed
+				} else if len(tight) > 0 && len(claims) < want && room > 0 {
+					opts.Token, opts.Max, opts.Skip = newToken(), min(want-len(claims), room), p.withFull(base.Skip)
 					more, err2 := p.ex.Store.claimBatch(ctx, opts)
 					if err2 != nil {
-						unconfirmed = opts.Token // executed next time round if it committed
+						p.addUnconfirmed(opts.Token)
 						log.Warnf("cannot claim runs, retrying: %s", redactErr(err2, p.ex.Store.dsn))
 					}
 					claims = append(claims, more...)
 				}
-				if err != nil {
-					unconfirmed = token
-				} else if debug := log.Logger.IsLevelEnabled(logrus.DebugLevel); debug && len(claims) > 0 {
+				p.moreDue.Store(err == nil && len(claims) == want)
+				if debug := log.Logger.IsLevelEnabled(logrus.DebugLevel); debug && len(claims) > 0 {
 					ids := make([]int64, 0, min(len(claims), 20))
 					for _, c := range claims[:min(len(claims), 20)] {
 						ids = append(ids, c.Run.ID)
 					}
 					log.WithFields(logrus.Fields{"claimed": len(claims), "wanted": want, "busy": p.busy.Load(), "ms": time.Since(began).Milliseconds(), "ids": ids}).Debug("claimed runs")
-				} else if log.Logger.IsLevelEnabled(logrus.TraceLevel) {
+				} else if err == nil && len(claims) == 0 && log.Logger.IsLevelEnabled(logrus.TraceLevel) {
 					log.WithFields(logrus.Fields{"wanted": want, "ms": time.Since(began).Milliseconds()}).Trace("poll: nothing due")
 				}
 			}
+			p.dispatch(claims, reserved)
 			if err != nil && ctx.Err() == nil {
 				log.Warnf("cannot claim runs, retrying in %s: %s", errDelay, redactErr(err, p.ex.Store.dsn))
 				if !sleepCtx(ctx, errDelay) {
@@ -639,14 +628,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				continue
 			}
 			errDelay = 100 * time.Millisecond
-			for _, c := range claims {
-				p.busy.Add(1)
-				p.runs.Add(1)
-				c.slotted = p.acquireConns(c.Run.Job) == ""
-				c.watch = p.watch
-				p.work <- c
-			}
-			if len(claims) == want {
+			if want > 0 && len(claims) == want {
 				continue // probably more due
 			}
 		}
@@ -660,6 +642,184 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 		case <-tick.C:
 			eager = true
 		}
+	}
+}
+
+// claimState is what a claim of this pool is limited by and skips, as of
+// the definitions and pauses last read; the claim loop and the claims that
+// ride on outcome commits share it.
+type claimState struct {
+	mu         sync.Mutex
+	limitsOf   *definitions.Set
+	limits     map[string]int
+	groups     map[string][]string
+	unrunnable []string
+	heldOf     *definitions.Set
+	held       []string
+	pausesAt   time.Time
+	pauseWarns map[string]string
+}
+
+// claimBase returns the options every claim of this pool starts from (no
+// Max, no Token): its owner and lease, the claim limits, and the jobs it
+// skips (not runnable here, paused or in a maintenance window). Pauses are
+// read again every poll interval, and before the next claim after
+// PausesChanged, so that every instance respects a pause within one.
+func (p *Pool) claimBase(ctx context.Context, log *logrus.Entry) claimOptions {
+	opts := claimOptions{Owner: p.ex.owner(), TTL: p.ex.ttl()}
+	if p.ex.Definitions == nil {
+		return opts
+	}
+	st := &p.claims
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	set := p.ex.Definitions()
+	if set != st.limitsOf {
+		st.limitsOf = set
+		st.limits, st.groups = claimLimits(set)
+		st.unrunnable = p.skipList(log, set)
+		p.setJobConns(set)
+	}
+	if p.pausesStale.Swap(false) || set != st.heldOf || time.Since(st.pausesAt) >= p.cfg.PollInterval {
+		st.heldOf, st.pausesAt = set, time.Now()
+		if held, err := p.heldJobs(ctx, set); err == nil {
+			if st.pauseWarns == nil {
+				st.pauseWarns = map[string]string{}
+			}
+			st.held = p.logHeld(log, held, st.pauseWarns)
+		} else if ctx.Err() == nil {
+			log.Warnf("cannot read pauses (keeping the last known): %s", redactErr(err, p.ex.Store.dsn))
+		}
+	}
+	opts.Limits, opts.Groups = st.limits, st.groups
+	opts.Skip = append(append(make([]string, 0, len(st.unrunnable)+len(st.held)), st.unrunnable...), st.held...)
+	return opts
+}
+
+// free returns how many more runs this pool may claim now: workers neither
+// busy nor reserved by a claim in flight (none while outcomes pile up
+// waiting for the database).
+func (p *Pool) free() int {
+	if int(p.pending.Load()) >= p.maxPending {
+		return 0
+	}
+	return p.cfg.Workers - int(p.busy.Load()) - int(p.reserved.Load())
+}
+
+// reserve takes up to n free worker slots for a claim in flight and
+// returns how many it took; dispatch gives them back.
+func (p *Pool) reserve(n int) int {
+	p.slotMu.Lock()
+	defer p.slotMu.Unlock()
+	n = min(n, p.free())
+	if n <= 0 {
+		return 0
+	}
+	p.reserved.Add(int64(n))
+	return n
+}
+
+// dispatch hands claims to the workers and gives back the reserved slots
+// (claims may be fewer). It reports false, handing nothing, once Stop
+// closed the workers' queue: the caller releases the claims.
+func (p *Pool) dispatch(claims []*Claim, reserved int) bool {
+	p.dispatchMu.Lock()
+	defer p.dispatchMu.Unlock()
+	defer p.reserved.Add(-int64(reserved)) // after busy counts the claims
+	if p.workClosed {
+		return len(claims) == 0
+	}
+	for _, c := range claims {
+		p.busy.Add(1)
+		p.runs.Add(1)
+		c.slotted = p.acquireConns(c.Run.Job) == ""
+		c.watch = p.watch
+		p.work <- c // never blocks for long: claims take free workers only
+	}
+	return true
+}
+
+// claimAhead returns the claim to ride on the next outcome commit (see
+// Store.finishAndClaim), with its slots reserved, or nil: when the pool is
+// stopping, the queue seemed empty at the last claim, a failed claim is
+// unresolved, or too few workers are free for a worthwhile batch.
+func (p *Pool) claimAhead() *claimOptions {
+	if p.fetchCtx.Err() != nil || !p.moreDue.Load() || p.hasUnconfirmed() || p.free() < p.threshold {
+		return nil
+	}
+	want := p.reserve(p.cfg.BatchSize)
+	if want < p.threshold {
+		p.reserved.Add(-int64(want))
+		return nil
+	}
+	opts := p.claimBase(p.fetchCtx, p.ex.logger().WithField("owner", p.ex.owner()))
+	opts.Max, opts.Token = want, newToken()
+	// Jobs of connections near their share are left to the claim loop's
+	// second batch.
+	opts.Skip = p.withFull(opts.Skip)
+	if tight, _ := p.tight(want); len(tight) > 0 {
+		opts.Skip = append(opts.Skip, tight...)
+	}
+	return &opts
+}
+
+// tookAhead dispatches what a claim that rode on an outcome commit took.
+func (p *Pool) tookAhead(ahead *claimOptions, claims []*Claim, err error) {
+	if err != nil {
+		p.addUnconfirmed(ahead.Token) // it may have committed: the claim loop finds out
+		p.Wake()
+		p.reserved.Add(-int64(ahead.Max))
+		return
+	}
+	p.moreDue.Store(len(claims) == ahead.Max)
+	if !p.dispatch(claims, ahead.Max) {
+		// Stopping: back to the queue, no attempt used.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		items := make([]finishItem, len(claims))
+		for i, c := range claims {
+			items[i] = finishItem{Claim: c, Finish: Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true,
+				ErrorMessage: "released at shutdown before it started", NotBefore: time.Now()}}
+		}
+		for i, err := range p.ex.Store.finishBatch(ctx, items) {
+			if err != nil {
+				p.ex.logger().WithField("run_id", claims[i].Run.ID).Warnf("stopping: release: %v", redactErr(err, p.ex.Store.dsn))
+			}
+		}
+	}
+	if len(claims) < ahead.Max {
+		p.signalFreed() // the claim loop decides what to do with the rest
+	}
+}
+
+func (p *Pool) addUnconfirmed(token string) {
+	p.unconfMu.Lock()
+	p.unconfirmed = append(p.unconfirmed, token)
+	p.unconfMu.Unlock()
+}
+
+func (p *Pool) takeUnconfirmed() string {
+	p.unconfMu.Lock()
+	defer p.unconfMu.Unlock()
+	if len(p.unconfirmed) == 0 {
+		return ""
+	}
+	t := p.unconfirmed[0]
+	p.unconfirmed = p.unconfirmed[1:]
+	return t
+}
+
+func (p *Pool) hasUnconfirmed() bool {
+	p.unconfMu.Lock()
+	defer p.unconfMu.Unlock()
+	return len(p.unconfirmed) > 0
+}
+
+// releaseAllUnconfirmed resolves, when the pool stops, every claim whose
+// commit was never confirmed (see releaseUnconfirmed).
+func (p *Pool) releaseAllUnconfirmed(log *logrus.Entry) {
+	for token := p.takeUnconfirmed(); token != ""; token = p.takeUnconfirmed() {
+		p.releaseUnconfirmed(log, token)
 	}
 }
 
@@ -836,6 +996,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // one group commits, the next queues up, so many runs share one commit.
 type completer struct {
 	store *Store
+	// ahead, when set, returns a claim to ride on the next commit (or
+	// nil); took receives what it took.
+	ahead func() *claimOptions
+	took  func(*claimOptions, []*Claim, error)
 	ch    chan *pending
 	wg    sync.WaitGroup
 	once  sync.Once
@@ -886,9 +1050,16 @@ func (c *completer) loop() {
 		for _, p := range batch {
 			items = append(items, p.item)
 		}
+		var ahead *claimOptions
+		if c.ahead != nil {
+			ahead = c.ahead()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		errs := c.store.finishBatch(ctx, items)
+		errs, claims, claimErr := c.store.finishAndClaim(ctx, items, ahead)
 		cancel()
+		if ahead != nil {
+			c.took(ahead, claims, claimErr)
+		}
 		for i, p := range batch {
 			if p.then != nil {
 				p.then(errs[i])
