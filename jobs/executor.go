@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/jonboulle/clockwork"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -53,6 +54,11 @@ type Executor struct {
 	// LeaseTTL is the lease length; default 30s. Heartbeats renew it every
 	// third of it.
 	LeaseTTL time.Duration
+	// Clock tells the time of heartbeats, retry and snooze delays and the
+	// local lease check; default the real clock (tests pass a
+	// clockwork.FakeClock and advance it). Lease expiry itself is judged
+	// on the database's clock.
+	Clock clockwork.Clock
 	// Getenv resolves connection settings and secrets; default os.Getenv.
 	Getenv func(string) string
 	// ReleaseOnShutdown: when the caller's ctx is cancelled (shutdown), put
@@ -106,6 +112,16 @@ func (e *Executor) getenv(k string) string {
 	}
 	return os.Getenv(k)
 }
+
+// clock returns e.Clock, or the real clock.
+func (e *Executor) clock() clockwork.Clock {
+	if e.Clock != nil {
+		return e.Clock
+	}
+	return realClock
+}
+
+var realClock = clockwork.NewRealClock()
 
 func (e *Executor) logger() *logrus.Logger {
 	if e.Log != nil {
@@ -209,7 +225,7 @@ func (e *Executor) Execute(ctx context.Context, c *Claim) (*Finish, error) {
 		return nil, err
 	}
 	if e.Observer != nil {
-		e.Observer.AttemptFinished(c.Run.Job, f.AttemptStatus, f.Status, time.Since(c.Started))
+		e.Observer.AttemptFinished(c.Run.Job, f.AttemptStatus, f.Status, e.clock().Since(c.Started))
 	}
 	return f, nil
 }
@@ -262,7 +278,7 @@ func (e *Executor) execute(parent context.Context, c *Claim) *Finish {
 			if e.ReleaseOnShutdown { // a pool: another instance may have the secret
 				msg := "this instance cannot run it (" + what + err.Error() + "): released, no attempt used, for an instance that has the secret"
 				lg.Warn(msg)
-				return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(secretRetry),
+				return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: e.clock().Now().Add(secretRetry),
 					ErrorCode: "SECRET_MISSING", ErrorMessage: msg, Logs: lg.take(true)}
 			}
 			return e.withLinks(job, run, params, fail("SECRET_MISSING", what+err.Error()), lg)
@@ -307,7 +323,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 		if err != nil {
 			msg := "could not read the run's steps; trying again shortly: " + redactErr(err, e.Store.dsn)
 			lg.Warn(msg)
-			return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(time.Second),
+			return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: e.clock().Now().Add(time.Second),
 				ErrorMessage: msg, Logs: lg.take(true)}
 		}
 		rows = stepRows(run.ID, plan, stored)
@@ -320,7 +336,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 	if err != nil {
 		msg := "could not read the installation id (idempotency keys); trying again shortly: " + redactErr(err, e.Store.dsn)
 		lg.Warn(msg)
-		return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(time.Second),
+		return &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: e.clock().Now().Add(time.Second),
 			ErrorMessage: msg, Logs: lg.take(true)}
 	}
 
@@ -329,7 +345,12 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 	if c.watch != nil {
 		defer c.watch(run.ID, cancel)()
 	}
-	hb := &heartbeat{store: e.Store, claim: c, cancel: cancel, log: mirror, lastOK: c.Started}
+	hb := &heartbeat{store: e.Store, claim: c, cancel: cancel, log: mirror, lastOK: c.Started, clock: e.clock()}
+	if e.Clock != nil {
+		// The claim's time is the real clock's; the lease check counts on
+		// this one from now.
+		hb.lastOK = e.Clock.Now()
+	}
 	var (
 		pmu  sync.Mutex
 		cur  *processors.Run
@@ -451,7 +472,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 		} else {
 			ran = true
 			lg.Info(fmt.Sprintf("step %d of %d (%s) started", i+1, len(plan), sp.def.Name), "processor", sp.def.Processor, "connection", sp.conn.Name)
-			t := time.Now().UTC()
+			t := e.clock().Now().UTC()
 			pmu.Lock()
 			cur = pr
 			row.Attempts++
@@ -486,7 +507,7 @@ func (e *Executor) runSteps(parent context.Context, c *Claim, job *definitions.J
 		pmu.Lock()
 		cur = nil
 		if ran {
-			t := time.Now().UTC()
+			t := e.clock().Now().UTC()
 			ctr := pr.Counters()
 			row.FinishedAt = &t
 			row.RecordsRead, row.RecordsChanged, row.RecordErrors, row.RecordWarnings = ctr.Read, ctr.Changed, ctr.Errors, ctr.Warnings
@@ -732,7 +753,7 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		if delay <= 0 {
 			delay = Backoff(job.Retry, used, e.rand())
 		}
-		f.Status, f.AttemptStatus, f.NotBefore = StatusQueued, AttemptRetry, time.Now().Add(delay)
+		f.Status, f.AttemptStatus, f.NotBefore = StatusQueued, AttemptRetry, e.clock().Now().Add(delay)
 		lg.Warn(fmt.Sprintf("attempt %d of %d failed, retrying in %s: %s", used, run.MaxAttempts, HumanDuration(delay), msg), "code", code)
 		return finalize()
 	}
@@ -802,7 +823,7 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		if out.Horizon > 0 {
 			// The wait ends when someone acts, not after N tries: keep
 			// coming back until the horizon, then fail with the code.
-			if age := time.Since(run.CreatedAt); age >= out.Horizon {
+			if age := e.clock().Since(run.CreatedAt); age >= out.Horizon {
 				f.Status, f.AttemptStatus, f.ErrorCode = StatusFailed, AttemptFailed, out.Code
 				f.ErrorMessage = fmt.Sprintf("%s (still snoozed after %s, the horizon is %s)", msg, age.Round(time.Second), out.Horizon)
 				lg.Error(f.ErrorMessage, "code", f.ErrorCode)
@@ -820,7 +841,7 @@ func (e *Executor) decide(job *definitions.Job, run *Run, pr *processors.Run, pe
 		} else {
 			delay = SnoozeDelay(job.Retry, delay, out.Horizon > 0, e.rand())
 		}
-		f.Status, f.AttemptStatus, f.Snoozed, f.NotBefore = StatusQueued, AttemptSnoozed, true, time.Now().Add(delay)
+		f.Status, f.AttemptStatus, f.Snoozed, f.NotBefore = StatusQueued, AttemptSnoozed, true, e.clock().Now().Add(delay)
 		f.ErrorCode, f.ErrorMessage = out.Code, msg
 		lg.Info(fmt.Sprintf("snoozed for %s (does not use an attempt): %s", HumanDuration(delay), msg))
 		return finalize()
@@ -1045,7 +1066,7 @@ func (e *Executor) record(ctx context.Context, c *Claim, f *Finish) error {
 	if limit <= 0 {
 		limit = 10 * time.Minute
 	}
-	deadline := time.Now().Add(limit)
+	deadline := e.clock().Now().Add(limit)
 	delay := 100 * time.Millisecond
 	for try := 0; ; try++ {
 		// Each try is bounded (a frozen database must not hold it), and at
@@ -1070,19 +1091,19 @@ func (e *Executor) record(ctx context.Context, c *Claim, f *Finish) error {
 		if err == nil || errors.Is(err, ErrLeaseLost) {
 			return err
 		}
-		if g := e.giveUpAt(); !g.IsZero() && !time.Now().Before(g) {
+		if g := e.giveUpAt(); !g.IsZero() && !e.clock().Now().Before(g) {
 			return fmt.Errorf("jobs: record outcome of run %d: stopping, gave up (the lease lapses and another instance takes the run over): %w", c.Run.ID, err)
 		}
-		if time.Now().After(deadline) {
+		if e.clock().Now().After(deadline) {
 			return fmt.Errorf("jobs: record outcome of run %d: gave up after %s: %w", c.Run.ID, limit, err)
 		}
 		e.logger().WithFields(logrus.Fields{"run_id": c.Run.ID, "job": c.Run.Job}).
 			Warnf("cannot record the run's outcome yet, retrying in %s: %v", delay, redactErr(err, e.Store.dsn))
 		sleep := delay
 		if g := e.giveUpAt(); !g.IsZero() {
-			sleep = min(sleep, max(time.Until(g), 0))
+			sleep = min(sleep, max(g.Sub(e.clock().Now()), 0))
 		}
-		time.Sleep(sleep)
+		e.clock().Sleep(sleep)
 		delay = min(delay*2, 5*time.Second)
 	}
 }
@@ -1105,6 +1126,7 @@ func (e *Executor) giveUpAt() time.Time {
 // heartbeat keeps an execution's lease, stores its log lines as they come,
 // and cancels the execution when the lease is lost or an operator cancels.
 type heartbeat struct {
+	clock    clockwork.Clock
 	store    *Store
 	claim    *Claim
 	cancel   context.CancelCauseFunc
@@ -1127,7 +1149,7 @@ func (h *heartbeat) start(ctx context.Context) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	first := time.AfterFunc(flushEvery, func() {
+	first := h.clock.AfterFunc(flushEvery, func() {
 		defer wg.Done()
 		// Beat until the execution ends, not until its context does: a
 		// cancelled processor may take a while to stop (exec's kill
@@ -1137,9 +1159,9 @@ func (h *heartbeat) start(ctx context.Context) (stop func()) {
 		// The beats keep their times (every, 2×every… after the start);
 		// log lines are stored within LogFlushInterval of being written
 		// (live logs), not only with the heartbeat (a beat stores them too).
-		beat := time.NewTimer(every - flushEvery)
+		beat := h.clock.NewTimer(every - flushEvery)
 		defer beat.Stop()
-		lt := time.NewTicker(flushEvery)
+		lt := h.clock.NewTicker(flushEvery)
 		defer lt.Stop()
 		if flushEvery < every && h.logs != nil && h.logs.hasLines() && h.flushLogs(bctx) {
 			return
@@ -1148,12 +1170,12 @@ func (h *heartbeat) start(ctx context.Context) (stop func()) {
 			select {
 			case <-done:
 				return
-			case <-beat.C:
+			case <-beat.Chan():
 				if h.beat(bctx) {
 					return // the lease is gone: nothing more to renew
 				}
 				beat.Reset(every)
-			case <-lt.C:
+			case <-lt.Chan():
 				if h.logs != nil && h.logs.hasLines() && h.flushLogs(bctx) {
 					return
 				}
@@ -1215,7 +1237,7 @@ func (h *heartbeat) beat(ctx context.Context) (gone bool) {
 	case err != nil:
 		h.log.entry().Warnf("heartbeat failed: %v", redactErr(err, h.store.dsn))
 		h.mu.Lock()
-		expired := time.Since(h.lastOK) > h.claim.TTL*9/10
+		expired := h.clock.Since(h.lastOK) > h.claim.TTL*9/10
 		h.mu.Unlock()
 		if expired {
 			h.cancel(errLeaseUnconfirmed)
@@ -1223,7 +1245,7 @@ func (h *heartbeat) beat(ctx context.Context) (gone bool) {
 		}
 	default:
 		h.mu.Lock()
-		h.lastOK = time.Now()
+		h.lastOK = h.clock.Now()
 		h.mu.Unlock()
 		if cancelReq {
 			h.cancel(errCancelRequested)
@@ -1237,7 +1259,7 @@ func (h *heartbeat) beat(ctx context.Context) (gone bool) {
 // confirmed in the database first.
 func (h *heartbeat) guard(ctx context.Context) error {
 	h.mu.Lock()
-	fresh := time.Since(h.lastOK) < h.claim.TTL/2
+	fresh := h.clock.Since(h.lastOK) < h.claim.TTL/2
 	h.mu.Unlock()
 	if fresh {
 		return nil
@@ -1250,7 +1272,7 @@ func (h *heartbeat) guard(ctx context.Context) error {
 		return fmt.Errorf("jobs: lease of run %d not confirmed: %w", h.claim.Run.ID, err)
 	}
 	h.mu.Lock()
-	h.lastOK = time.Now()
+	h.lastOK = h.clock.Now()
 	h.mu.Unlock()
 	if cancelReq {
 		h.cancel(errCancelRequested)

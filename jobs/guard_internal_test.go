@@ -27,7 +27,7 @@ func TestGuardRefusesSideEffectAfterPause(t *testing.T) {
 	require.NoError(t, err)
 
 	var cancelled error
-	hb := &heartbeat{store: s, claim: mine, cancel: func(err error) { cancelled = err }, progress: func() Progress { return Progress{} },
+	hb := &heartbeat{clock: realClock, store: s, claim: mine, cancel: func(err error) { cancelled = err }, progress: func() Progress { return Progress{} },
 		lastOK: time.Now()}
 	require.NoError(t, hb.guard(ctx), "a fresh lease needs no database round trip")
 

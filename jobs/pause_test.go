@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"github.com/jonboulle/clockwork"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
@@ -101,9 +102,21 @@ func TestPoolDoesNotClaimRunsOfAPausedConnection(t *testing.T) {
 			_, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Flaky"), Trigger: jobs.TriggerAPI})
 			require.NoError(t, err)
 		}
-		p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 4, PollInterval: 20 * time.Millisecond})
+		// A run of another connection, queued after them, is the barrier:
+		// claims take the oldest due runs first, so once it has run, a
+		// claim has passed the paused runs over.
+		e.defs.Connections = append(e.defs.Connections, &definitions.Connection{Name: "other", Type: "test"})
+		bj := *e.job(t, "Permanent")
+		bj.Name, bj.Connection = "Barrier", "other"
+		e.defs.Jobs = append(e.defs.Jobs, &bj)
+		_, err := s.Enqueue(ctx, jobs.NewRun{Job: &bj, Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+		// The pool's clock is a fake one: pauses are read again only when
+		// it has moved a poll interval on.
+		clock := clockwork.NewFakeClock()
+		p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 4, PollInterval: 100 * time.Millisecond, Clock: clock})
 		p.Start(ctx)
-		time.Sleep(300 * time.Millisecond)
+		waitFor(t, 30*time.Second, func() bool { return countStatus(t, s, jobs.StatusFailed) == 1 }, "the barrier run did not run")
 		e.mu.Lock()
 		calls := e.calls["Flaky"]
 		e.mu.Unlock()
@@ -112,11 +125,18 @@ func TestPoolDoesNotClaimRunsOfAPausedConnection(t *testing.T) {
 		ok, err := s.Resume(ctx, jobs.PauseConnection, "t")
 		require.NoError(t, err)
 		require.True(t, ok)
-		waitFor(t, 30*time.Second, func() bool { return countStatus(t, s, jobs.StatusSucceeded) == 5 }, "runs did not finish after resume")
+		// Resumed in another process: this pool sees it once its clock has
+		// moved a poll interval on.
+		waitFor(t, 30*time.Second, func() bool {
+			// About as fast as real time: whether a retry is due is the
+			// database's clock's say, its delay this clock's.
+			clock.Advance(10 * time.Millisecond)
+			return countStatus(t, s, jobs.StatusSucceeded) == 5
+		}, "runs did not finish after resume")
 		p.Stop(ctx)
 		var used int64
 		require.NoError(t, s.DB().Raw("SELECT COUNT(*) FROM run_attempts").Scan(&used).Error)
-		require.EqualValues(t, 15, used, "3 attempts each (Flaky), none used while paused")
+		require.EqualValues(t, 16, used, "3 attempts each (Flaky), none used while paused; one for the barrier")
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jonboulle/clockwork"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -33,6 +34,10 @@ type PoolConfig struct {
 	RescueInterval time.Duration
 	// Observer receives metrics; may be nil.
 	Observer Observer
+	// Clock, when set, replaces the Executor's Clock: poll and rescue
+	// intervals, cancel checks, heartbeats and the grace period follow it
+	// (tests advance a clockwork.FakeClock instead of sleeping).
+	Clock clockwork.Clock
 	// ConnectionShare caps the runs of one connection executing at once
 	// in this pool (a bulkhead: a hung ERP holds at most its share, the
 	// other connections' runs still start, and no ERP gets every worker's
@@ -200,6 +205,9 @@ func NewPool(cfg PoolConfig) *Pool {
 		forOthers = cfg.Workers*3/4 <= MaxDefaultConnectionShare
 	}
 	ex := *cfg.Executor
+	if cfg.Clock != nil {
+		ex.Clock = cfg.Clock
+	}
 	ex.ReleaseOnShutdown = true
 	ex.giveUp = new(atomic.Int64)
 	ex.quietSuccess = true
@@ -262,13 +270,13 @@ func (p *Pool) watch(id int64, cancel context.CancelCauseFunc) func() {
 // cancelLoop cancels the running runs an operator cancelled.
 func (p *Pool) cancelLoop(ctx context.Context) {
 	defer p.loops.Done()
-	tick := time.NewTicker(CancelInterval)
+	tick := p.ex.clock().NewTicker(CancelInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.Chan():
 		}
 		p.cancelMu.Lock()
 		ids := make([]int64, 0, len(p.cancels))
@@ -337,21 +345,21 @@ func (p *Pool) Stop(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		p.ex.logger().WithField("running", p.busy.Load()).Warn("grace period over: releasing running runs back to the queue")
-		p.ex.giveUp.Store(time.Now().Add(LastTry).UnixNano())
+		p.ex.giveUp.Store(p.ex.clock().Now().Add(LastTry).UnixNano())
 		p.runCancel()
 		select {
 		case <-done:
 		case <-p.now:
 			p.ex.logger().Warn("stopping now: outcomes not yet recorded are abandoned; their leases lapse")
 			return
-		case <-time.After(LastTry + time.Second):
+		case <-p.ex.clock().After(LastTry + time.Second):
 			p.ex.logger().WithField("unrecorded", p.pending.Load()).
 				Warn("stopping: the database did not take the last outcomes in time; their leases lapse and another instance takes the runs over")
 			return
 		}
 	case <-p.now:
 		p.ex.logger().WithField("running", p.busy.Load()).Warn("stopping now: running runs and unrecorded outcomes are abandoned; their leases lapse")
-		p.ex.giveUp.Store(time.Now().UnixNano())
+		p.ex.giveUp.Store(p.ex.clock().Now().UnixNano())
 		p.runCancel()
 		return
 	}
@@ -517,7 +525,7 @@ func (p *Pool) heldJobs(ctx context.Context, set *definitions.Set) (map[string]H
 	if err != nil {
 		return nil, err
 	}
-	return HeldJobs(set, pauses, time.Now()), nil
+	return HeldJobs(set, pauses, p.ex.clock().Now()), nil
 }
 
 // logHeld returns the jobs whose runs are held back, logging each change
@@ -560,7 +568,7 @@ func (p *Pool) StopNow() { p.nowOnce.Do(func() { close(p.now) }) }
 func (p *Pool) fetchLoop(ctx context.Context) {
 	defer p.loops.Done()
 	log := p.ex.logger().WithField("owner", p.ex.owner())
-	tick := time.NewTicker(p.cfg.PollInterval)
+	tick := p.ex.clock().NewTicker(p.cfg.PollInterval)
 	defer tick.Stop()
 	errDelay := 100 * time.Millisecond
 	eager := true
@@ -585,7 +593,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				// by one batch, once, after a database failure.
 			} else if want = p.reserve(want); want > 0 {
 				reserved = want
-				began := time.Now()
+				began := p.ex.clock().Now()
 				// The bulkhead: jobs of a connection with less room than want
 				// are claimed only in a second, smaller batch, when the first
 				// did not fill the pool.
@@ -613,15 +621,15 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 					for _, c := range claims[:min(len(claims), 20)] {
 						ids = append(ids, c.Run.ID)
 					}
-					log.WithFields(logrus.Fields{"claimed": len(claims), "wanted": want, "busy": p.busy.Load(), "ms": time.Since(began).Milliseconds(), "ids": ids}).Debug("claimed runs")
+					log.WithFields(logrus.Fields{"claimed": len(claims), "wanted": want, "busy": p.busy.Load(), "ms": p.ex.clock().Since(began).Milliseconds(), "ids": ids}).Debug("claimed runs")
 				} else if err == nil && len(claims) == 0 && log.Logger.IsLevelEnabled(logrus.TraceLevel) {
-					log.WithFields(logrus.Fields{"wanted": want, "ms": time.Since(began).Milliseconds()}).Trace("poll: nothing due")
+					log.WithFields(logrus.Fields{"wanted": want, "ms": p.ex.clock().Since(began).Milliseconds()}).Trace("poll: nothing due")
 				}
 			}
 			p.dispatch(claims, reserved)
 			if err != nil && ctx.Err() == nil {
 				log.Warnf("cannot claim runs, retrying in %s: %s", errDelay, redactErr(err, p.ex.Store.dsn))
-				if !sleepCtx(ctx, errDelay) {
+				if !sleepCtx(ctx, p.ex.clock(), errDelay) {
 					return
 				}
 				errDelay = min(errDelay*2, 5*time.Second)
@@ -639,7 +647,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			eager = true
 		case <-p.freed:
 			eager = false
-		case <-tick.C:
+		case <-tick.Chan():
 			eager = true
 		}
 	}
@@ -680,8 +688,8 @@ func (p *Pool) claimBase(ctx context.Context, log *logrus.Entry) claimOptions {
 		st.unrunnable = p.skipList(log, set)
 		p.setJobConns(set)
 	}
-	if p.pausesStale.Swap(false) || set != st.heldOf || time.Since(st.pausesAt) >= p.cfg.PollInterval {
-		st.heldOf, st.pausesAt = set, time.Now()
+	if p.pausesStale.Swap(false) || set != st.heldOf || p.ex.clock().Since(st.pausesAt) >= p.cfg.PollInterval {
+		st.heldOf, st.pausesAt = set, p.ex.clock().Now()
 		if held, err := p.heldJobs(ctx, set); err == nil {
 			if st.pauseWarns == nil {
 				st.pauseWarns = map[string]string{}
@@ -779,7 +787,7 @@ func (p *Pool) tookAhead(ahead *claimOptions, claims []*Claim, err error) {
 		items := make([]finishItem, len(claims))
 		for i, c := range claims {
 			items[i] = finishItem{Claim: c, Finish: Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true,
-				ErrorMessage: "released at shutdown before it started", NotBefore: time.Now()}}
+				ErrorMessage: "released at shutdown before it started", NotBefore: p.ex.clock().Now()}}
 		}
 		for i, err := range p.ex.Store.finishBatch(ctx, items) {
 			if err != nil {
@@ -857,11 +865,11 @@ func (p *Pool) execute(c *Claim) {
 	var f *Finish
 	if p.runCtx.Err() != nil {
 		f = &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true,
-			ErrorMessage: "released at shutdown before it started", NotBefore: time.Now()}
+			ErrorMessage: "released at shutdown before it started", NotBefore: p.ex.clock().Now()}
 	} else if !c.slotted && p.cfg.ConnectionShare > 0 {
 		// Claimed past its connection's share (a safety net: the batch
 		// size keeps below it): give it back.
-		f = &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: time.Now().Add(200 * time.Millisecond),
+		f = &Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true, NotBefore: p.ex.clock().Now().Add(200 * time.Millisecond),
 			ErrorMessage: fmt.Sprintf("its connection already has its share of this instance's workers (%d): released for later, no attempt used", p.cfg.ConnectionShare)}
 	} else {
 		f = p.ex.execute(p.runCtx, c)
@@ -904,7 +912,7 @@ func (p *Pool) recorded(c *Claim, f *Finish, err error) {
 	switch {
 	case err == nil:
 		if p.ex.Observer != nil {
-			p.ex.Observer.AttemptFinished(c.Run.Job, f.AttemptStatus, f.Status, time.Since(c.Started))
+			p.ex.Observer.AttemptFinished(c.Run.Job, f.AttemptStatus, f.Status, p.ex.clock().Since(c.Started))
 		}
 		if len(f.Links) > 0 {
 			p.Wake() // linked runs were enqueued with the outcome
@@ -931,7 +939,7 @@ func (p *Pool) rescueLoop(ctx context.Context) {
 	// again (start-up counts as that): expired leases are rescued only a
 	// lease TTL after it, so that their owners, cut off by the same
 	// outage, can renew them or record their outcomes first.
-	healthySince := time.Now()
+	healthySince := p.ex.clock().Now()
 	healthy := true
 	maxSelect := min(2*time.Second, max(ttl/5, 100*time.Millisecond))
 	for {
@@ -942,21 +950,21 @@ func (p *Pool) rescueLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-p.ex.clock().After(wait):
 		}
 		pctx, cancel := context.WithTimeout(ctx, maxSelect)
-		start := time.Now()
+		start := p.ex.clock().Now()
 		err := p.ex.Store.Ping(pctx)
 		cancel()
-		if err != nil || time.Since(start) > maxSelect {
+		if err != nil || p.ex.clock().Since(start) > maxSelect {
 			healthy = false
 			continue
 		}
 		if !healthy {
-			healthy, healthySince = true, time.Now()
+			healthy, healthySince = true, p.ex.clock().Now()
 			p.ex.logger().WithField("wait", ttl).Info("rescue: the database answers again; expired leases are rescued only after one lease TTL, so their owners can renew them or record their outcomes first")
 		}
-		if time.Since(healthySince) < ttl {
+		if p.ex.clock().Since(healthySince) < ttl {
 			continue
 		}
 		for ctx.Err() == nil {
@@ -981,13 +989,13 @@ func (p *Pool) rescueLoop(ctx context.Context) {
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+func sleepCtx(ctx context.Context, clock clockwork.Clock, d time.Duration) bool {
+	t := clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-t.Chan():
 		return true
 	}
 }

@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"fmt"
+	"github.com/jonboulle/clockwork"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -329,5 +330,44 @@ func TestLimitedRunsAtTheQueueHeadDoNotStarveOthers(t *testing.T) {
 		require.LessOrEqual(t, peak.Load(), int64(2), "maxRunning 2 across three pools")
 		require.Less(t, atEcho, int64(150), "the 50 unlimited runs finished while most limited ones still waited (they were not starved)")
 		t.Logf("unlimited runs all done after %d of 200 limited runs; peak limited concurrency %d", atEcho, peak.Load())
+	})
+}
+
+// TestHeartbeatsFollowThePoolsClock: a running run's lease is renewed when
+// the pool's clock reaches a third of the lease, however little real time
+// has passed.
+func TestHeartbeatsFollowThePoolsClock(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		e.ex.LeaseTTL = time.Hour
+		enq, err := s.Enqueue(ctx, jobs.NewRun{Job: e.job(t, "Blocks"), Trigger: jobs.TriggerAPI})
+		require.NoError(t, err)
+		clock := clockwork.NewFakeClock()
+		p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 2, PollInterval: 50 * time.Millisecond, Clock: clock})
+		p.Start(ctx)
+		<-e.started
+		first, err := s.Get(ctx, enq.Run.ID)
+		require.NoError(t, err)
+		require.NotNil(t, first.LeaseExpiresAt)
+		// Twenty minutes of the pool's clock: the heartbeat renews the
+		// lease (on the database's clock, so it moves a little).
+		waitFor(t, 30*time.Second, func() bool {
+			clock.Advance(time.Minute)
+			r, err := s.Get(ctx, enq.Run.ID)
+			require.NoError(t, err)
+			return r.LeaseExpiresAt != nil && r.LeaseExpiresAt.After(*first.LeaseExpiresAt)
+		}, "the lease was not renewed")
+		r, err := s.Get(ctx, enq.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusRunning, r.Status, "still its run")
+		stop, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		p.Stop(stop) // the grace period ends: released without an attempt
+		r, err = s.Get(ctx, enq.Run.ID)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusQueued, r.Status)
+		require.Zero(t, r.AttemptsUsed())
 	})
 }
