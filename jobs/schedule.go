@@ -18,7 +18,7 @@ const (
 	// StateLastTick is the instant up to which the job's schedule has been
 	// evaluated: every nominal tick at or before it was enqueued, skipped by
 	// the overlap policy, or recorded as missed. Written as
-	// [TickFormat] text; only ever moved forward ([Store.AdvanceTick]).
+	// [TickFormat] text; only ever moved forward (by the scheduler: scheduler.AdvanceTick).
 	StateLastTick = "scheduler.lastTick"
 	// StateMissedTicks describes the latest gap of missed ticks (JSON,
 	// written by package scheduler).
@@ -64,28 +64,6 @@ func (s *Store) LastTick(ctx context.Context, job string) (t time.Time, ok bool,
 		}
 	}
 	return t, ok, nil
-}
-
-// AdvanceTick records that job's schedule has been handled up to tick
-// (StateLastTick). The stored value only moves forward: an instance whose
-// clock lags, or that evaluates late, never moves it back.
-func (s *Store) AdvanceTick(ctx context.Context, job string, tick time.Time) error {
-	v := tick.UTC().Format(TickFormat)
-	now := time.Now().UTC()
-	var q string
-	if s.dialect == migrations.MySQL {
-		q = "INSERT INTO job_state (job, name, value, updated_at) VALUES (?, ?, ?, ?) " +
-			"ON DUPLICATE KEY UPDATE updated_at = IF(VALUES(value) > value, VALUES(updated_at), updated_at), " +
-			"value = GREATEST(value, VALUES(value))"
-	} else {
-		q = "INSERT INTO job_state (job, name, value, updated_at) VALUES (?, ?, ?, ?) " +
-			"ON CONFLICT (job, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at " +
-			"WHERE excluded.value > job_state.value"
-	}
-	if err := s.db.WithContext(ctx).Exec(q, job, StateLastTick, v, now).Error; err != nil {
-		return fmt.Errorf("jobs: advance last tick of %s to %s: %w", job, v, err)
-	}
-	return nil
 }
 
 // ActiveRuns counts job's runs that are queued and running, leaving out the

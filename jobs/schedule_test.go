@@ -11,6 +11,7 @@ import (
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
 	"github.com/jobrunner/jobrunner/migrations"
+	"github.com/jobrunner/jobrunner/scheduler"
 )
 
 func schedJob(name string) *definitions.Job {
@@ -48,13 +49,13 @@ func TestLastTick(t *testing.T) {
 		require.True(t, ok)
 		require.True(t, base.Equal(got), "from runs: got %s", got)
 
-		require.NoError(t, s.AdvanceTick(ctx, "Sync", base.Add(90*time.Second+500*time.Millisecond)))
+		require.NoError(t, scheduler.AdvanceTick(ctx, s, "Sync", base.Add(90*time.Second+500*time.Millisecond)))
 		got, _, err = s.LastTick(ctx, "Sync")
 		require.NoError(t, err)
 		require.True(t, base.Add(90*time.Second+500*time.Millisecond).Equal(got), "from state: got %s", got)
 
 		// An older value never moves it back.
-		require.NoError(t, s.AdvanceTick(ctx, "Sync", base.Add(-time.Hour)))
+		require.NoError(t, scheduler.AdvanceTick(ctx, s, "Sync", base.Add(-time.Hour)))
 		got, _, err = s.LastTick(ctx, "Sync")
 		require.NoError(t, err)
 		require.True(t, base.Add(90*time.Second+500*time.Millisecond).Equal(got), "moved back to %s", got)
@@ -86,7 +87,7 @@ func TestAdvanceTickKeepsGreatest(t *testing.T) {
 		ctx := context.Background()
 		base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 		for _, d := range []time.Duration{5, 1, 9, 3, 9, 2} {
-			require.NoError(t, s.AdvanceTick(ctx, "Sync", base.Add(d*time.Second)))
+			require.NoError(t, scheduler.AdvanceTick(ctx, s, "Sync", base.Add(d*time.Second)))
 		}
 		v, ok, err := s.JobState(ctx, "Sync", jobs.StateLastTick)
 		require.NoError(t, err)

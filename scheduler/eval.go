@@ -33,7 +33,7 @@ func (s *Scheduler) evalJob(ctx context.Context, e *entry, now, start time.Time)
 	}
 	if !ok {
 		// First evaluation ever: start from now, catch nothing up.
-		if err := s.store.AdvanceTick(ctx, name, now); err != nil {
+		if err := AdvanceTick(ctx, s.store, name, now); err != nil {
 			return fmt.Errorf("scheduler: job %s: %w", name, err)
 		}
 		s.setNext(e, now)
@@ -63,7 +63,7 @@ func (s *Scheduler) evalJob(ctx context.Context, e *entry, now, start time.Time)
 		handled = t
 	}
 	if handled.After(last) {
-		if err := s.store.AdvanceTick(ctx, name, handled); err != nil {
+		if err := AdvanceTick(ctx, s.store, name, handled); err != nil {
 			fireErr = errors.Join(fireErr, fmt.Errorf("scheduler: job %s: %w", name, err))
 		}
 	}

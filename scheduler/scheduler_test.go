@@ -470,7 +470,7 @@ func TestRunOnceConcurrentInstances(t *testing.T) {
 		for i := range 8 {
 			name := fmt.Sprintf("Sync%d", i)
 			set := defs(job(name, "@every 1s", "", definitions.MisfireRunOnce, definitions.OverlapAllow))
-			require.NoError(t, store.AdvanceTick(ctx, name, base.Add(-time.Hour)))
+			require.NoError(t, AdvanceTick(ctx, store, name, base.Add(-time.Hour)))
 			var ss []*Scheduler
 			for range 3 {
 				s, err := New(Config{Store: store, Definitions: set, Log: quietLog()})
