@@ -3,6 +3,13 @@ package definitions
 // OrderStatusMap maps the ERP's order statuses to commerce order statuses
 // and says which commerce statuses allow cancellation (the top-level
 // orderStatuses section; at most one per Set).
+//
+// It lives here, not beside processors/httperp that reads it, on purpose:
+// it is YAML that users write, loaded with file:line positions, validated
+// and reloaded with the rest of the Set (a mapping that names an unknown
+// status fails the load like any definition), and any processor — the
+// built-in HTTP ones today, a registered one tomorrow — reads it from the
+// Set. httperp keeps only the lookups it needs (orders.go).
 type OrderStatusMap struct {
 	Mappings []StatusMapping
 	// CancellableStatuses lists the commerce statuses in which an order may
