@@ -1058,6 +1058,17 @@ func (e *Executor) rand() func() float64 {
 // a failed try it first checks whether the outcome was in fact committed
 // (an ambiguous commit) so nothing is recorded twice.
 func (e *Executor) record(ctx context.Context, c *Claim, f *Finish) error {
+	return e.recordFrom(ctx, c, f, 0)
+}
+
+// recordAgain is record after a try that failed elsewhere (a pool's group
+// commit): it checks for an ambiguous commit before its first try. This
+// is the one place that check is made.
+func (e *Executor) recordAgain(ctx context.Context, c *Claim, f *Finish) error {
+	return e.recordFrom(ctx, c, f, 1)
+}
+
+func (e *Executor) recordFrom(ctx context.Context, c *Claim, f *Finish, first int) error {
 	if f == nil {
 		return fmt.Errorf("jobs: run %d: %w", c.Run.ID, ErrLeaseLost)
 	}
@@ -1068,7 +1079,7 @@ func (e *Executor) record(ctx context.Context, c *Claim, f *Finish) error {
 	}
 	deadline := e.clock().Now().Add(limit)
 	delay := 100 * time.Millisecond
-	for try := 0; ; try++ {
+	for try := first; ; try++ {
 		// Each try is bounded (a frozen database must not hold it), and at
 		// shutdown the whole loop is (see giveUpAt).
 		tctx, cancel := context.WithTimeout(rctx, recordTryTimeout)
@@ -1076,7 +1087,7 @@ func (e *Executor) record(ctx context.Context, c *Claim, f *Finish) error {
 			cancel()
 			tctx, cancel = context.WithDeadline(rctx, g)
 		}
-		if try > 0 {
+		if try > 0 { // after a failed try (recordAgain: before the first)
 			if done, err := e.Store.Finished(tctx, c); err == nil && done {
 				cancel()
 				return nil

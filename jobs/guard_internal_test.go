@@ -123,6 +123,7 @@ func TestClaimsTakenWhileStoppingGoBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, claims, 3)
 	p.workClosed = true
+	p.claimMu.Lock() // as claimAhead leaves it
 	p.tookAhead(ahead, claims, nil)
 	require.Zero(t, p.reserved.Load(), "the slots are given back")
 	require.Zero(t, p.busy.Load())

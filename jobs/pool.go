@@ -99,6 +99,9 @@ type Pool struct {
 	// have reached the database all the same (claimsByToken finds out).
 	unconfMu    sync.Mutex
 	unconfirmed []string
+	// claimMu makes claims one at a time from the bulkhead's look at a
+	// connection's room to handing the runs to workers.
+	claimMu sync.Mutex
 	// dispatchMu guards handing claims to workers against Stop closing
 	// their queue (workClosed).
 	dispatchMu sync.Mutex
@@ -580,7 +583,7 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			base := p.claimBase(ctx, log)
 			var claims []*Claim
 			var err error
-			reserved := 0
+			reserved, locked := 0, false
 			if token := p.takeUnconfirmed(); token != "" {
 				// A failed claim may have committed: execute what it took.
 				claims, err = p.ex.Store.claimsByToken(ctx, p.ex.owner(), token, p.ex.ttl())
@@ -593,6 +596,11 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				// by one batch, once, after a database failure.
 			} else if want = p.reserve(want); want > 0 {
 				reserved = want
+				// The bulkhead counts a connection's runs when they are
+				// handed to workers: no other claim may run between its
+				// look at the room left (tight, withFull) and dispatch.
+				p.claimMu.Lock()
+				locked = true
 				began := p.ex.clock().Now()
 				// The bulkhead: jobs of a connection with less room than want
 				// are claimed only in a second, smaller batch, when the first
@@ -627,6 +635,9 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				}
 			}
 			p.dispatch(claims, reserved)
+			if locked {
+				p.claimMu.Unlock()
+			}
 			if err != nil && ctx.Err() == nil {
 				log.Warnf("cannot claim runs, retrying in %s: %s", errDelay, redactErr(err, p.ex.Store.dsn))
 				if !sleepCtx(ctx, p.ex.clock(), errDelay) {
@@ -755,9 +766,15 @@ func (p *Pool) claimAhead() *claimOptions {
 	if p.fetchCtx.Err() != nil || !p.moreDue.Load() || p.hasUnconfirmed() || p.free() < p.threshold {
 		return nil
 	}
+	// Only one claim at a time looks at the bulkhead's room and hands its
+	// runs out (see fetchLoop); the outcomes do not wait for the claim loop.
+	if !p.claimMu.TryLock() {
+		return nil
+	}
 	want := p.reserve(p.cfg.BatchSize)
 	if want < p.threshold {
 		p.reserved.Add(-int64(want))
+		p.claimMu.Unlock()
 		return nil
 	}
 	opts := p.claimBase(p.fetchCtx, p.ex.logger().WithField("owner", p.ex.owner()))
@@ -773,6 +790,7 @@ func (p *Pool) claimAhead() *claimOptions {
 
 // tookAhead dispatches what a claim that rode on an outcome commit took.
 func (p *Pool) tookAhead(ahead *claimOptions, claims []*Claim, err error) {
+	defer p.claimMu.Unlock() // taken by claimAhead
 	if err != nil {
 		p.addUnconfirmed(ahead.Token) // it may have committed: the claim loop finds out
 		p.Wake()
@@ -889,16 +907,10 @@ func (p *Pool) execute(c *Claim) {
 			p.recorded(c, f, err)
 			return
 		}
-		// The database failed: retry off the completer's goroutine, after
-		// checking whether the group commit landed after all (an
-		// ambiguous commit).
-		go func() {
-			if done, ferr := p.ex.Store.Finished(context.WithoutCancel(p.runCtx), c); ferr == nil && done {
-				p.recorded(c, f, nil)
-				return
-			}
-			p.recorded(c, f, p.ex.record(p.runCtx, c, f))
-		}()
+		// The database failed: retry off the completer's goroutine
+		// (recordAgain first checks whether the group commit landed after
+		// all: an ambiguous commit).
+		go func() { p.recorded(c, f, p.ex.recordAgain(p.runCtx, c, f)) }()
 	})
 	// Free the worker only once the outcome is queued for commit: while
 	// commits stall, no more runs are claimed to wait without heartbeats.

@@ -371,3 +371,46 @@ func TestHeartbeatsFollowThePoolsClock(t *testing.T) {
 		require.Zero(t, r.AttemptsUsed())
 	})
 }
+
+// TestBulkheadHoldsWithClaimsRidingOnCommits: claims of the claim loop and
+// those riding on outcome commits never together hand a connection more
+// runs than its share, so no run is claimed only to be released (each
+// run is claimed exactly once) and the share is never exceeded.
+func TestBulkheadHoldsWithClaimsRidingOnCommits(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		var mu sync.Mutex
+		running, peak := map[string]int{}, map[string]int{}
+		e.reg.Register("Quick", processors.ProcessorFunc(func(ctx context.Context, r *processors.Run) error {
+			mu.Lock()
+			running[r.Connection.Name]++
+			peak[r.Connection.Name] = max(peak[r.Connection.Name], running[r.Connection.Name])
+			mu.Unlock()
+			mu.Lock()
+			running[r.Connection.Name]--
+			mu.Unlock()
+			return nil
+		}), processors.ForConnectionTypes("test"))
+		e.defs.Connections = append(e.defs.Connections, &definitions.Connection{Name: "other", Type: "test"})
+		a := *e.job(t, "Flaky")
+		a.Name, a.Processor = "QuickT", "Quick"
+		e.defs.Jobs = append(e.defs.Jobs, &a)
+		var nrs []jobs.NewRun
+		// One connection's runs: "other" only makes the share apply.
+		for range 3000 {
+			nrs = append(nrs, jobs.NewRun{Job: &a, Trigger: jobs.TriggerAPI})
+		}
+		_, err := s.EnqueueBatch(ctx, nrs)
+		require.NoError(t, err)
+		p := jobs.NewPool(jobs.PoolConfig{Executor: e.ex, Workers: 16, ConnectionShare: 12, PollInterval: 20 * time.Millisecond})
+		p.Start(ctx)
+		waitFor(t, 60*time.Second, func() bool { return countStatus(t, s, jobs.StatusSucceeded) == 3000 }, "runs did not finish")
+		p.Stop(ctx)
+		var again int64
+		require.NoError(t, s.DB().Model(&jobs.Run{}).Where("attempt <> 1").Count(&again).Error)
+		require.Zero(t, again, "runs claimed more than once")
+		require.LessOrEqual(t, peak["t"], 12)
+	})
+}
