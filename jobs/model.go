@@ -1,20 +1,3 @@
-// Package jobs owns runs: the run records and their store (gorm, MySQL and
-// SQLite), enqueueing with idempotency and uniqueness, claiming with leases
-// fenced by a lease token, completion, cancellation, per-run logs, and the
-// [Executor] that runs one attempt (timeout, retry policy, post-processor,
-// panic recovery) and records its outcome.
-//
-// # Run life cycle
-//
-// A run is created queued. A claim moves it to running and gives it a new
-// lease token; every later write for that attempt (heartbeat, log lines,
-// completion) names the token and fails with [ErrLeaseLost] when the run
-// was taken away. An attempt ends in a final status (succeeded,
-// succeeded_with_warnings, failed, cancelled) or back in queued with a
-// later not-before time (retry with backoff, or a snooze that does not
-// consume an attempt). Final statuses are never left. Each transition is
-// one transaction that also writes the attempt row and the attempt's
-// remaining log lines.
 package jobs
 
 import (
