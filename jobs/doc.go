@@ -40,18 +40,18 @@
 //
 // # Run life cycle
 //
-//	               enqueue (Starter, EnqueueKeyed, Retry, links)
-//	                  │
-//	                  ▼
-//	   ┌─────────► queued ──────────── cancel ────────────────────┐
-//	   │              │                                           │
-//	   │            claim                                         │
-//	   │              ▼                                           ▼
-//	   │  ┌──────── running ───── finish: cancel ──────────► cancelled
-//	   │  │          │  │  └────── rescue: cancel requested ───────▲
-//	   │  │          │  └───────── finish: succeed ──► succeeded / succeeded_with_warnings
-//	   │  │          └──────────── finish: fail, rescue: no attempts left ──► failed
-//	   └──┴─ finish: retry, snooze, release; rescue: attempts left
+//	            enqueue (Starter, EnqueueKeyed, Retry, links)
+//	               │
+//	               ▼
+//	┌─────────► queued ──────────── cancel ────────────────────┐
+//	│              │                                           │
+//	│            claim                                         │
+//	│              ▼                                           ▼
+//	│  ┌──────── running ───── finish: cancel ──────────► cancelled
+//	│  │          │  │  └────── rescue: cancel requested ───────▲
+//	│  │          │  └───────── finish: succeed ──► succeeded / succeeded_with_warnings
+//	│  │          └──────────── finish: fail, rescue: no attempts left ──► failed
+//	└──┴─ finish: retry, snooze, release; rescue: attempts left
 //
 // A claim moves a run to running and gives it a new lease token; every
 // later write for that attempt (heartbeat, log lines, completion) names
