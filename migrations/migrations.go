@@ -130,7 +130,7 @@ func Apply(ctx context.Context, db *gorm.DB, dialect string) ([]int, error) {
 			}
 			for _, stmt := range Statements(m.SQL) {
 				if err := conn.Exec(stmt).Error; err != nil {
-					if !rerunColumn(stmt, err) {
+					if !rerunColumn(stmt, err) && !rerunDropIndex(stmt, err) {
 						return fmt.Errorf("migrations: apply %04d_%s: %w", m.Version, m.Name, err)
 					}
 					conn.Error = nil // the handle keeps the error otherwise
@@ -169,6 +169,14 @@ func Statements(sql string) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// rerunDropIndex reports a DROP INDEX that failed because the index is
+// gone: the migration ran this far before a crash (MySQL has no DROP INDEX
+// IF EXISTS; error 1091 "Can't DROP …; check that column/key exists").
+func rerunDropIndex(stmt string, err error) bool {
+	return strings.Contains(strings.ToUpper(stmt), "DROP INDEX") &&
+		strings.Contains(strings.ToLower(err.Error()), "check that")
 }
 
 // rerunColumn reports an ADD COLUMN that failed because the column is
