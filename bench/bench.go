@@ -231,7 +231,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // enqueueParallel is how many batches the bench stores at once: the
 // server commits concurrent transactions in groups.
-const enqueueParallel = 4
+const enqueueParallel = 8
 
 // enqueue starts n runs of job through the front door (Starter.StartMany)
 // in batches of 1000, enqueueParallel at a time.
