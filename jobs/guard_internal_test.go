@@ -123,8 +123,8 @@ func TestClaimsTakenWhileStoppingGoBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, claims, 3)
 	p.workClosed = true
-	p.claimMu.Lock() // as claimAhead leaves it
-	p.tookAhead(ahead, claims, nil)
+	p.claimMu.Lock() // as claimAhead leaves it with a bulkhead
+	p.tookAhead(&aheadClaim{opts: *ahead, locked: true}, claims, nil)
 	require.Zero(t, p.reserved.Load(), "the slots are given back")
 	require.Zero(t, p.busy.Load())
 	for _, c := range claims {

@@ -599,8 +599,10 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 				// The bulkhead counts a connection's runs when they are
 				// handed to workers: no other claim may run between its
 				// look at the room left (tight, withFull) and dispatch.
-				p.claimMu.Lock()
-				locked = true
+				if p.bulkhead() {
+					p.claimMu.Lock()
+					locked = true
+				}
 				began := p.ex.clock().Now()
 				// The bulkhead: jobs of a connection with less room than want
 				// are claimed only in a second, smaller batch, when the first
@@ -758,39 +760,63 @@ func (p *Pool) dispatch(claims []*Claim, reserved int) bool {
 	return true
 }
 
+// aheadClaim is a claim to ride on an outcome commit; locked says it holds
+// claimMu (the bulkhead is on).
+type aheadClaim struct {
+	opts   claimOptions
+	locked bool
+}
+
+// bulkhead reports whether a connection's share caps some job's runs here:
+// then claims are made one at a time (claimMu).
+func (p *Pool) bulkhead() bool {
+	m := p.jobConns.Load()
+	return p.cfg.ConnectionShare > 0 && m != nil && len(*m) > 0
+}
+
 // claimAhead returns the claim to ride on the next outcome commit (see
 // Store.finishAndClaim), with its slots reserved, or nil: when the pool is
 // stopping, the queue seemed empty at the last claim, a failed claim is
-// unresolved, or too few workers are free for a worthwhile batch.
-func (p *Pool) claimAhead() *claimOptions {
+// unresolved, too few workers are free for a worthwhile batch, or (with a
+// bulkhead) the claim loop is claiming.
+func (p *Pool) claimAhead() *aheadClaim {
 	if p.fetchCtx.Err() != nil || !p.moreDue.Load() || p.hasUnconfirmed() || p.free() < p.threshold {
 		return nil
 	}
-	// Only one claim at a time looks at the bulkhead's room and hands its
-	// runs out (see fetchLoop); the outcomes do not wait for the claim loop.
-	if !p.claimMu.TryLock() {
-		return nil
+	a := &aheadClaim{opts: p.claimBase(p.fetchCtx, p.ex.logger().WithField("owner", p.ex.owner()))}
+	// With a bulkhead, only one claim at a time looks at a connection's
+	// room and hands its runs out (see fetchLoop); the outcomes do not wait
+	// for the claim loop.
+	if p.bulkhead() {
+		if !p.claimMu.TryLock() {
+			return nil
+		}
+		a.locked = true
 	}
 	want := p.reserve(p.cfg.BatchSize)
 	if want < p.threshold {
 		p.reserved.Add(-int64(want))
-		p.claimMu.Unlock()
+		if a.locked {
+			p.claimMu.Unlock()
+		}
 		return nil
 	}
-	opts := p.claimBase(p.fetchCtx, p.ex.logger().WithField("owner", p.ex.owner()))
-	opts.Max, opts.Token = want, newToken()
+	a.opts.Max, a.opts.Token = want, newToken()
 	// Jobs of connections near their share are left to the claim loop's
 	// second batch.
-	opts.Skip = p.withFull(opts.Skip)
+	a.opts.Skip = p.withFull(a.opts.Skip)
 	if tight, _ := p.tight(want); len(tight) > 0 {
-		opts.Skip = append(opts.Skip, tight...)
+		a.opts.Skip = append(a.opts.Skip, tight...)
 	}
-	return &opts
+	return a
 }
 
 // tookAhead dispatches what a claim that rode on an outcome commit took.
-func (p *Pool) tookAhead(ahead *claimOptions, claims []*Claim, err error) {
-	defer p.claimMu.Unlock() // taken by claimAhead
+func (p *Pool) tookAhead(a *aheadClaim, claims []*Claim, err error) {
+	if a.locked {
+		defer p.claimMu.Unlock() // taken by claimAhead
+	}
+	ahead := &a.opts
 	if err != nil {
 		p.addUnconfirmed(ahead.Token) // it may have committed: the claim loop finds out
 		p.Wake()
@@ -1018,8 +1044,8 @@ type completer struct {
 	store *Store
 	// ahead, when set, returns a claim to ride on the next commit (or
 	// nil); took receives what it took.
-	ahead func() *claimOptions
-	took  func(*claimOptions, []*Claim, error)
+	ahead func() *aheadClaim
+	took  func(*aheadClaim, []*Claim, error)
 	ch    chan *pending
 	wg    sync.WaitGroup
 	once  sync.Once
@@ -1070,12 +1096,15 @@ func (c *completer) loop() {
 		for _, p := range batch {
 			items = append(items, p.item)
 		}
-		var ahead *claimOptions
+		var ahead *aheadClaim
+		var opts *claimOptions
 		if c.ahead != nil {
-			ahead = c.ahead()
+			if ahead = c.ahead(); ahead != nil {
+				opts = &ahead.opts
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		errs, claims, claimErr := c.store.finishAndClaim(ctx, items, ahead)
+		errs, claims, claimErr := c.store.finishAndClaim(ctx, items, opts)
 		cancel()
 		if ahead != nil {
 			c.took(ahead, claims, claimErr)
