@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/jobs"
@@ -279,5 +280,29 @@ func TestServesLimitsTheConnectionsClaimedHere(t *testing.T) {
 		require.Empty(t, ex.Unrunnable(e.defs))
 		ex.Serves = []string{"t"} // by name
 		require.Empty(t, ex.Unrunnable(e.defs))
+	})
+}
+
+// TestExecutorLeavesNoGoroutines: executions that succeed, fail, time out,
+// panic or exceed maxErrors leave no goroutine behind (heartbeats, timeouts
+// and log flushes all end with their attempt).
+func TestExecutorLeavesNoGoroutines(t *testing.T) {
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		e := newEnv(t, s)
+		defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+		for _, tc := range []struct {
+			job  string
+			raw  map[string]string
+			want jobs.Status
+		}{
+			{"Echo", map[string]string{"OrderNumber": "G1"}, jobs.StatusSucceeded},
+			{"Permanent", nil, jobs.StatusFailed},
+			{"Panics", nil, jobs.StatusFailed},
+			{"Slow", nil, jobs.StatusFailed},
+			{"Errors", nil, jobs.StatusFailed}, // two record errors, maxErrors 1
+		} {
+			r := runInline(t, e, tc.job, tc.raw)
+			require.Equal(t, tc.want, r.Status, tc.job)
+		}
 	})
 }
