@@ -402,8 +402,9 @@ func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
 // instead of taking a transaction of their own. It returns the claims,
 // and claimErr when the transaction failed after the claim was asked for:
 // its COMMIT may have landed all the same (pass the token to
-// claimsByToken). A claim that deadlocks with another claimer is dropped
-// and the outcomes are committed without it.
+// claimsByToken). A claim that fails (a deadlock with another claimer, a
+// lock row it cannot take) is dropped and the outcomes are committed
+// without it.
 func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *claimOptions) (errs []error, claims []*Claim, claimErr error) {
 	errs = make([]error, len(items))
 	if len(items) == 0 {
@@ -437,8 +438,11 @@ func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *c
 		g.idx = append(g.idx, i)
 	}
 	var claimed []Run
+	// claimFailed: the claim's own statements failed (nothing committed);
+	// committing: the body succeeded, so an error came from the COMMIT.
+	claimFailed, committing := false, false
 	record := func(tx *gorm.DB) error {
-		claimed = nil
+		claimed, committing = nil, false
 		var atts, logs [][]any
 		var stepRuns, requeued []int64
 		var steps []RunStep
@@ -501,13 +505,15 @@ func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *c
 		if ahead != nil {
 			var err error
 			if claimed, err = s.claimIn(tx, min(max(ahead.Max, 1), s.batchRows()), *ahead, ahead.Token, ahead.TTL); err != nil {
+				claimFailed = true
 				return fmt.Errorf("claim the next runs: %w", err)
 			}
 		}
+		committing = true
 		return nil
 	}
 	err := s.db.WithContext(ctx).Transaction(record)
-	if err != nil && ahead != nil && isDeadlock(err) && ctx.Err() == nil {
+	if err != nil && ahead != nil && (claimFailed || isDeadlock(err)) && ctx.Err() == nil {
 		// Rolled back whole: nothing was claimed. Record the outcomes alone.
 		ahead, claimed = nil, nil
 		err = s.db.WithContext(ctx).Transaction(record)
@@ -515,8 +521,8 @@ func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *c
 	if err == nil && ahead != nil {
 		claims = claimsOf(claimed, ahead.Owner, ahead.Token, ahead.TTL)
 	}
-	if err != nil && ahead != nil && !errors.Is(err, errPartial) {
-		claimErr = err
+	if err != nil && ahead != nil && committing {
+		claimErr = err // only a COMMIT that failed may have landed
 	}
 	if errors.Is(err, errPartial) {
 		if len(items) == 1 {

@@ -585,6 +585,10 @@ func (p *Pool) fetchLoop(ctx context.Context) {
 			var err error
 			reserved, locked := 0, false
 			if token := p.takeUnconfirmed(); token != "" {
+				if p.bulkhead() { // dispatched below, like any claim
+					p.claimMu.Lock()
+					locked = true
+				}
 				// A failed claim may have committed: execute what it took.
 				claims, err = p.ex.Store.claimsByToken(ctx, p.ex.owner(), token, p.ex.ttl())
 				if err != nil {
@@ -724,7 +728,10 @@ func (p *Pool) free() int {
 	if int(p.pending.Load()) >= p.maxPending {
 		return 0
 	}
-	return p.cfg.Workers - int(p.busy.Load()) - int(p.reserved.Load())
+	// reserved first: dispatch moves a batch from reserved to busy (busy
+	// first), so this order never counts a batch in flight as free.
+	reserved := p.reserved.Load()
+	return p.cfg.Workers - int(p.busy.Load()) - int(reserved)
 }
 
 // reserve takes up to n free worker slots for a claim in flight and

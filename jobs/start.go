@@ -160,7 +160,11 @@ func (st *Starter) StartMany(ctx context.Context, reqs []StartRequest) ([]*Enque
 	out := make([]*Enqueued, len(reqs))
 	plain := make([]NewRun, 0, len(reqs))
 	at := make([]int, 0, len(reqs))
-	checked := map[*definitions.Job]bool{}
+	type prepared struct {
+		job     *definitions.Job
+		preview bool
+	}
+	checked := map[prepared]bool{}
 	set := st.set()
 	for i, req := range reqs {
 		job := req.Definition
@@ -169,12 +173,12 @@ func (st *Starter) StartMany(ctx context.Context, reqs []StartRequest) ([]*Enque
 		}
 		var values definitions.Values
 		var err error
-		if job != nil && checked[job] && req.Values != nil {
+		if job != nil && checked[prepared{job, req.Preview}] && req.Values != nil {
 			values = req.Values
 		} else if job, values, err = st.Prepare(req); err != nil {
 			return nil, fmt.Errorf("jobs: start request %d: %w", i, err)
 		}
-		checked[job] = true
+		checked[prepared{job, req.Preview}] = true
 		trig := req.Trigger
 		if trig == "" {
 			trig = TriggerManual

@@ -16,6 +16,7 @@ import (
 	"github.com/jobrunner/jobrunner/jobs"
 	"github.com/jobrunner/jobrunner/jobs/jobstest"
 	"github.com/jobrunner/jobrunner/migrations"
+	"github.com/jobrunner/jobrunner/processors"
 )
 
 func fmtAny(v any) string { return fmt.Sprint(v) }
@@ -507,6 +508,16 @@ func TestStartManyStoresPlainRunsTogetherAndRoutesTheOthersThroughStart(t *testi
 		require.NoError(t, err)
 		require.Len(t, listed, 1, "found by its parameter")
 		require.Equal(t, out[2].Run.ID, listed[0].ID)
+		require.EqualValues(t, 4, countStatus(t, s, jobs.StatusQueued))
+
+		// A preview is checked even when the job was prepared without one
+		// earlier in the batch (the test processors cannot preview).
+		_, err = st.StartMany(ctx, []jobs.StartRequest{
+			{Job: "Flaky", Values: definitions.Values{}},
+			{Job: "Flaky", Values: definitions.Values{}, Preview: true},
+		})
+		require.ErrorIs(t, err, jobs.ErrNotRunnable)
+		require.ErrorIs(t, err, processors.ErrPreviewUnsupported)
 		require.EqualValues(t, 4, countStatus(t, s, jobs.StatusQueued))
 
 		// A bad request stores nothing of the plain ones.
