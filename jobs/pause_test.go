@@ -2,12 +2,12 @@ package jobs_test
 
 import (
 	"context"
-	"github.com/jonboulle/clockwork"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 

@@ -3,12 +3,12 @@ package jobs_test
 import (
 	"context"
 	"fmt"
-	"github.com/jonboulle/clockwork"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
