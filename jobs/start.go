@@ -123,12 +123,22 @@ func (st *Starter) Start(ctx context.Context, req StartRequest) (*Enqueued, erro
 	if err != nil {
 		return nil, err
 	}
+	return st.store(ctx, req, newRunOf(job, values, req))
+}
+
+// newRunOf is the run req asks for, with job and values as prepared.
+func newRunOf(job *definitions.Job, values definitions.Values, req StartRequest) NewRun {
 	trig := req.Trigger
 	if trig == "" {
 		trig = TriggerManual
 	}
-	enq, err := st.Store.Enqueue(ctx, NewRun{Job: job, Params: values, Trigger: trig, TriggeredBy: req.TriggeredBy,
-		IdempotencyKey: req.IdempotencyKey, Preview: req.Preview, NotBefore: req.NotBefore, ScheduledFor: req.ScheduledFor})
+	return NewRun{Job: job, Params: values, Trigger: trig, TriggeredBy: req.TriggeredBy, IdempotencyKey: req.IdempotencyKey,
+		Preview: req.Preview, NotBefore: req.NotBefore, ScheduledFor: req.ScheduledFor}
+}
+
+// store stores nr, prepared from req: Start after Prepare.
+func (st *Starter) store(ctx context.Context, req StartRequest, nr NewRun) (*Enqueued, error) {
+	enq, err := st.Store.Enqueue(ctx, nr)
 	if err != nil {
 		return nil, err
 	}
@@ -151,8 +161,8 @@ func (st *Starter) Start(ctx context.Context, req StartRequest) (*Enqueued, erro
 // prepared as Start prepares it (the runnable check once per job), and the
 // plain ones — no idempotency key, schedule tick or uniqueBy parameters —
 // are stored together in one transaction with multi-row inserts
-// (Store.EnqueueBatch); the others go through Start one by one, so that
-// their conflicts are handled. The results are in the order of reqs. On
+// (Store.EnqueueBatch); the others are stored one by one as Start stores
+// them, so that their conflicts are handled. The results are in the order of reqs. On
 // an error nothing of the batch is stored, except runs that needed Start
 // and were stored before it; the error names the request's index. The
 // callers' traces are not recorded.
@@ -179,14 +189,9 @@ func (st *Starter) StartMany(ctx context.Context, reqs []StartRequest) ([]*Enque
 			return nil, fmt.Errorf("jobs: start request %d: %w", i, err)
 		}
 		checked[prepared{job, req.Preview}] = true
-		trig := req.Trigger
-		if trig == "" {
-			trig = TriggerManual
-		}
-		nr := NewRun{Job: job, Params: values, Trigger: trig, TriggeredBy: req.TriggeredBy, IdempotencyKey: req.IdempotencyKey,
-			Preview: req.Preview, NotBefore: req.NotBefore, ScheduledFor: req.ScheduledFor}
+		nr := newRunOf(job, values, req)
 		if nr.IdempotencyKey != "" || nr.ScheduledFor != nil || uniqueKey(job, values) != "" {
-			enq, err := st.Start(ctx, req)
+			enq, err := st.store(ctx, req, nr)
 			if err != nil {
 				return nil, fmt.Errorf("jobs: start request %d: %w", i, err)
 			}
@@ -221,12 +226,7 @@ func (st *Starter) StartTx(ctx context.Context, tx *gorm.DB, req StartRequest) (
 	if err != nil {
 		return nil, err
 	}
-	trig := req.Trigger
-	if trig == "" {
-		trig = TriggerManual
-	}
-	return st.Store.EnqueueTx(ctx, tx, NewRun{Job: job, Params: values, Trigger: trig, TriggeredBy: req.TriggeredBy,
-		IdempotencyKey: req.IdempotencyKey, Preview: req.Preview, NotBefore: req.NotBefore, ScheduledFor: req.ScheduledFor})
+	return st.Store.EnqueueTx(ctx, tx, newRunOf(job, values, req))
 }
 
 func (st *Starter) set() *definitions.Set {
