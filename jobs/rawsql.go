@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"strings"
@@ -53,6 +52,12 @@ const maxInsertBytes = 1 << 20
 // insertRows inserts rows into table with multi-row INSERT statements of at
 // most maxRows rows and about maxInsertBytes each.
 func insertRows(tx *gorm.DB, maxRows int, table string, cols []string, rows [][]any) error {
+	return insertRowsThen(tx, maxRows, table, cols, rows, nil)
+}
+
+// insertRowsThen is insertRows that calls inserted, when not nil, with
+// each statement's result and the rows it inserted (rows[first:first+n]).
+func insertRowsThen(tx *gorm.DB, maxRows int, table string, cols []string, rows [][]any, inserted func(res sql.Result, first, n int) error) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -60,14 +65,17 @@ func insertRows(tx *gorm.DB, maxRows int, table string, cols []string, rows [][]
 	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
 	var sb strings.Builder
 	args := make([]any, 0, len(cols)*min(len(rows), maxRows))
-	n, size := 0, 0
+	first, n, size := 0, 0, 0
 	flush := func() error {
 		if n == 0 {
 			return nil
 		}
-		err := tx.Exec(sb.String(), args...).Error
+		res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, sb.String(), args...)
+		if err == nil && inserted != nil {
+			err = inserted(res, first, n)
+		}
 		sb.Reset()
-		args, n, size = args[:0], 0, 0
+		args, first, n, size = args[:0], first+n, 0, 0
 		return err
 	}
 	for _, r := range rows {
@@ -136,38 +144,24 @@ func runInsertValues(r *Run) []any {
 // auto-increment lock mode for inserts whose row count is known, and
 // SQLite's single writer), which is what gorm's own batch insert relies
 // on too: MySQL reports the first, SQLite the last.
-func insertRunRows(ctx context.Context, tx *gorm.DB, dialect string, maxRows int, runs []*Run) error {
-	head := "INSERT INTO runs (" + strings.Join(runInsertCols, ", ") + ") VALUES "
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(runInsertCols)), ", ") + ")"
-	for start := 0; start < len(runs); start += maxRows {
-		part := runs[start:min(start+maxRows, len(runs))]
-		var sb strings.Builder
-		sb.Grow(len(head) + len(part)*(len(one)+1))
-		sb.WriteString(head)
-		args := make([]any, 0, len(part)*len(runInsertCols))
-		for i, r := range part {
-			if i > 0 {
-				sb.WriteString(",")
-			}
-			sb.WriteString(one)
-			args = append(args, runInsertValues(r)...)
-		}
-		res, err := tx.Statement.ConnPool.ExecContext(ctx, sb.String(), args...)
-		if err != nil {
-			return fmt.Errorf("insert runs: %w", err)
-		}
+func insertRunRows(tx *gorm.DB, dialect string, maxRows int, runs []*Run) error {
+	rows := make([][]any, len(runs))
+	for i, r := range runs {
+		rows[i] = runInsertValues(r)
+	}
+	return insertRowsThen(tx, maxRows, "runs", runInsertCols, rows, func(res sql.Result, first, n int) error {
 		id, err := res.LastInsertId()
 		if err != nil {
-			return fmt.Errorf("insert runs: read ids: %w", err)
+			return fmt.Errorf("read ids: %w", err)
 		}
 		if dialect == migrations.SQLite {
-			id -= int64(len(part) - 1)
+			id -= int64(n - 1)
 		}
-		for i, r := range part {
+		for i, r := range runs[first : first+n] {
 			r.ID = id + int64(i)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 var paramCols = []string{"run_id", "name", "value"}

@@ -872,7 +872,7 @@ func (s *Store) EnqueueBatch(ctx context.Context, nrs []NewRun) ([]*Run, error) 
 		texts[i] = nr.Params.Text()
 	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := insertRunRows(ctx, tx, s.dialect, s.batchRows()/2, runs); err != nil {
+		if err := insertRunRows(tx, s.dialect, s.batchRows()/2, runs); err != nil {
 			return err
 		}
 		var rows [][]any
