@@ -790,10 +790,11 @@ func (p *Pool) claimAhead() *aheadClaim {
 	if p.fetchCtx.Err() != nil || !p.moreDue.Load() || p.hasUnconfirmed() || p.free() < p.threshold {
 		return nil
 	}
-	a := &aheadClaim{opts: p.claimBase(p.fetchCtx, p.ex.logger().WithField("owner", p.ex.owner()))}
+	a := &aheadClaim{}
 	// With a bulkhead, only one claim at a time looks at a connection's
 	// room and hands its runs out (see fetchLoop); the outcomes do not wait
-	// for the claim loop.
+	// for the claim loop. (The claim loop's first claim has set the
+	// bulkhead up before moreDue can be true.)
 	if p.bulkhead() {
 		if !p.claimMu.TryLock() {
 			return nil
@@ -808,6 +809,7 @@ func (p *Pool) claimAhead() *aheadClaim {
 		}
 		return nil
 	}
+	a.opts = p.claimBase(p.fetchCtx, p.ex.logger().WithField("owner", p.ex.owner()))
 	a.opts.Max, a.opts.Token = want, newToken()
 	// Jobs of connections near their share are left to the claim loop's
 	// second batch.
@@ -832,19 +834,7 @@ func (p *Pool) tookAhead(a *aheadClaim, claims []*Claim, err error) {
 	}
 	p.moreDue.Store(len(claims) == ahead.Max)
 	if !p.dispatch(claims, ahead.Max) {
-		// Stopping: back to the queue, no attempt used.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		items := make([]finishItem, len(claims))
-		for i, c := range claims {
-			items[i] = finishItem{Claim: c, Finish: Finish{Status: StatusQueued, AttemptStatus: AttemptReleased, Snoozed: true,
-				ErrorMessage: "released at shutdown before it started", NotBefore: p.ex.clock().Now()}}
-		}
-		for i, err := range p.ex.Store.finishBatch(ctx, items) {
-			if err != nil {
-				p.ex.logger().WithField("run_id", claims[i].Run.ID).Warnf("stopping: release: %v", redactErr(err, p.ex.Store.dsn))
-			}
-		}
+		p.release(claims) // stopping: back to the queue, no attempt used
 	}
 	if len(claims) < ahead.Max {
 		p.signalFreed() // the claim loop decides what to do with the rest
@@ -895,6 +885,18 @@ func (p *Pool) releaseUnconfirmed(log *logrus.Entry, token string) {
 		log.Warnf("stopping: an unconfirmed claim could not be resolved; its runs return when their lease lapses: %v", redactErr(err, p.ex.Store.dsn))
 		return
 	}
+	p.releaseWithin(ctx, log, claims)
+}
+
+// release puts claims that were never started back in the queue without
+// using an attempt (the pool is stopping), within 10 seconds.
+func (p *Pool) release(claims []*Claim) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.releaseWithin(ctx, p.ex.logger().WithField("owner", p.ex.owner()), claims)
+}
+
+func (p *Pool) releaseWithin(ctx context.Context, log *logrus.Entry, claims []*Claim) {
 	for _, c := range claims {
 		if err := p.ex.Store.Release(ctx, c, "released at shutdown before it started"); err != nil {
 			log.WithField("run_id", c.Run.ID).Warnf("stopping: release: %v", redactErr(err, p.ex.Store.dsn))
