@@ -388,6 +388,7 @@ func TestBulkheadHoldsWithClaimsRidingOnCommits(t *testing.T) {
 			running[r.Connection.Name]++
 			peak[r.Connection.Name] = max(peak[r.Connection.Name], running[r.Connection.Name])
 			mu.Unlock()
+			time.Sleep(200 * time.Microsecond) // overlap, so the share fills
 			mu.Lock()
 			running[r.Connection.Name]--
 			mu.Unlock()
