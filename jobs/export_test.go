@@ -49,3 +49,8 @@ var ClaimLimits = claimLimits
 func (s *Store) FinishAndClaim(ctx context.Context, items []FinishItem, ahead *ClaimOptions) ([]error, []*Claim, error) {
 	return s.finishAndClaim(ctx, items, ahead)
 }
+
+// DueFloor exports dueFloor; FloorScans exports floorScans.
+type DueFloor = dueFloor
+
+const FloorScans = floorScans

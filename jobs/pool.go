@@ -95,6 +95,8 @@ type Pool struct {
 	// probably due; claims ride on outcome commits only then.
 	moreDue atomic.Bool
 	claims  claimState
+	// floor is where this pool's claims resume reading the queue.
+	floor dueFloor
 	// unconfirmed are the tokens of claims that failed: their COMMIT may
 	// have reached the database all the same (claimsByToken finds out).
 	unconfMu    sync.Mutex
@@ -691,7 +693,7 @@ type claimState struct {
 // read again every poll interval, and before the next claim after
 // PausesChanged, so that every instance respects a pause within one.
 func (p *Pool) claimBase(ctx context.Context, log *logrus.Entry) claimOptions {
-	opts := claimOptions{Owner: p.ex.owner(), TTL: p.ex.ttl()}
+	opts := claimOptions{Owner: p.ex.owner(), TTL: p.ex.ttl(), Floor: &p.floor}
 	if p.ex.Definitions == nil {
 		return opts
 	}
