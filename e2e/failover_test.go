@@ -422,6 +422,11 @@ func TestFailoverUnplannedAsyncVsSemiSync(t *testing.T) {
 			pair.primary.kill()
 			died := time.Now()
 			inWindow := a.acceptedBetween(cut, died)
+			// Asynchronous replication lags the primary: a run accepted
+			// just before the cut may not have reached the replica either
+			// (CI lost one such run: 478 missing, 477 in the window). Runs
+			// accepted more than a second before the cut must survive.
+			lagged := a.acceptedBetween(cut.Add(-time.Second), died)
 			pair.promote(t)
 			pair.front.route(fmt.Sprintf("127.0.0.1:%d", pair.replica.port))
 			atSwitch := a.count()
@@ -441,7 +446,7 @@ func TestFailoverUnplannedAsyncVsSemiSync(t *testing.T) {
 				waitAllSucceeded(t, a, pair.replica)
 			} else {
 				require.NotEmpty(t, miss, "async: the runs accepted during the partition are lost (this is what semi-sync closes)")
-				require.LessOrEqual(t, len(miss), inWindow, "only runs accepted after the partition are lost")
+				require.LessOrEqual(t, len(miss), lagged, "only runs accepted after the partition (or within a second's replication lag before it) are lost")
 			}
 		})
 	}
