@@ -261,9 +261,10 @@ type floorMark struct {
 // its entry in the claim index (status, not_before, id) is delete-marked
 // and stays at the head of the queued range until purge removes it; under
 // a drain of tens of thousands of runs a second, purge falls behind and a
-// claim that reads from the head walks every claimed run before the first
-// it can take (measured: 29,000 pages read to claim 150 runs, 26 ms, at the
-// end of a 20,000-run drain). Reading from the floor skips them.
+// read from the head walks every claimed run before the first it can take.
+// Reading from the floor skips them (measured with the two-step read of
+// selectDueFrom, 30,000 runs, 1,000 workers, batch 500: 20,649 runs/s with
+// the floor, 16,448 without).
 //
 // The floor is a hint, never a rule: a run can be due before it (released
 // at shutdown, held by a pause, left by a claim that rolled back, queued
