@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -559,11 +560,10 @@ func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *c
 		if errs[i] != nil {
 			continue
 		}
-		upd, key := s.finishUpdate(it.Finish, now)
-		key += "\x00" + it.Claim.Token
+		key := finishKey(it.Finish, it.Claim.Token, now)
 		g := groups[key]
 		if g == nil {
-			g = &group{upd: upd, token: it.Claim.Token}
+			g = &group{upd: s.finishUpdate(it.Finish, now), token: it.Claim.Token}
 			groups[key] = g
 			order = append(order, key)
 		}
@@ -688,26 +688,45 @@ type finishItem struct {
 	Finish Finish
 }
 
-// finishUpdate returns the runs-row update of f and a key that is equal for
-// updates that can share one UPDATE statement.
-func (s *Store) finishUpdate(f Finish, now time.Time) (map[string]any, string) {
-	upd := map[string]any{
-		"error_code":      f.ErrorCode,
-		"error_message":   f.ErrorMessage,
-		"progress":        f.Progress.Progress,
-		"records_read":    f.Progress.Read,
-		"records_changed": f.Progress.Changed,
-		"record_errors":   f.Progress.Errors,
-		"record_warnings": f.Progress.Warnings,
-		"updated_at":      s.now(0),
+// finishKey returns a key that is equal for outcomes whose runs-row
+// updates (finishUpdate) are equal and whose claims share token: such runs
+// share one UPDATE statement. It allocates only the key.
+func finishKey(f Finish, token string, now time.Time) string {
+	b := make([]byte, 0, 96+len(f.ErrorCode)+len(f.ErrorMessage)+len(f.Result)+len(token))
+	b = append(append(b, f.Status...), 0)
+	b = append(append(b, f.ErrorCode...), 0)
+	b = append(append(b, f.ErrorMessage...), 0)
+	for _, n := range [...]int64{int64(f.Progress.Progress), f.Progress.Read, f.Progress.Changed, f.Progress.Errors, f.Progress.Warnings} {
+		b = append(strconv.AppendInt(b, n, 10), 0)
 	}
-	var key strings.Builder
-	fmt.Fprintf(&key, "%s\x00%s\x00%s\x00%d\x00%d\x00%d\x00%d\x00%d\x00%t", f.Status, f.ErrorCode, f.ErrorMessage,
-		f.Progress.Progress, f.Progress.Read, f.Progress.Changed, f.Progress.Errors, f.Progress.Warnings, f.Snoozed)
+	b = append(strconv.AppendBool(b, f.Snoozed), 0)
+	b = append(append(b, token...), 0)
+	if f.Result != nil {
+		b = append(append(b, 'r'), f.Result...)
+	}
+	if !f.Status.Final() {
+		nb := f.NotBefore
+		if nb.IsZero() {
+			nb = now
+		}
+		b = strconv.AppendInt(append(b, 0, 'n', 'b'), nb.UnixNano(), 10)
+	}
+	return string(b)
+}
+
+// finishUpdate returns the runs-row update of f.
+func (s *Store) finishUpdate(f Finish, now time.Time) map[string]any {
+	upd := make(map[string]any, 16)
+	upd["error_code"] = f.ErrorCode
+	upd["error_message"] = f.ErrorMessage
+	upd["progress"] = f.Progress.Progress
+	upd["records_read"] = f.Progress.Read
+	upd["records_changed"] = f.Progress.Changed
+	upd["record_errors"] = f.Progress.Errors
+	upd["record_warnings"] = f.Progress.Warnings
+	upd["updated_at"] = s.now(0)
 	if f.Result != nil {
 		upd["result"] = string(f.Result)
-		key.WriteString("\x00r")
-		key.Write(f.Result)
 	}
 	if f.Snoozed {
 		upd["snoozes"] = gorm.Expr("snoozes + 1")
@@ -720,9 +739,8 @@ func (s *Store) finishUpdate(f Finish, now time.Time) (map[string]any, string) {
 			nb = now
 		}
 		s.requeuedFields(upd, &nb)
-		fmt.Fprintf(&key, "\x00nb%d", nb.UnixNano())
 	}
-	return upd, key.String()
+	return upd
 }
 
 func attemptRow(c *Claim, f Finish, now time.Time) Attempt {

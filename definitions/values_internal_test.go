@@ -1,0 +1,77 @@
+package definitions
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestFlatObjectReadsAsEncodingJSON: the fast path of DecodeParams reads
+// every object it accepts exactly as the encoding/json path does, and
+// leaves everything else (escapes, whitespace, nesting, bad numbers, bad
+// UTF-8, trailing commas) to it.
+func TestFlatObjectReadsAsEncodingJSON(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		fast bool
+	}{
+		{`{}`, true},
+		{`{"OrderNumber":"WEB000123"}`, true},
+		{`{"a":"x","b":-12,"c":true,"d":false,"e":"","f":0.5,"g":1e3,"h":-0,"i":2E-2}`, true},
+		{`{"a":"x","a":"y"}`, true}, // last wins, as encoding/json
+		{`{"ü":"ß 日本"}`, true},
+		{`{"a":"x\"y"}`, false},
+		{`{"a":"\u00e9"}`, false},
+		{`{ "a":"x"}`, false},
+		{`{"a": "x"}`, false},
+		{`{"a":"x",}`, false},
+		{`{"a":null}`, false},
+		{`{"a":{"b":1}}`, false},
+		{`{"a":[1]}`, false},
+		{`{"a":01}`, false},
+		{`{"a":1.}`, false},
+		{`{"a":-}`, false},
+		{`{"a":1e}`, false},
+		{`{"a":truex}`, false},
+		{`{"a":tru}`, false},
+		{`{"a":"x"`, false},
+		{`{"a"}`, false},
+		{`{"a":}`, false},
+		{`{,}`, false},
+		{"{\"a\":\"\xff\"}", false},
+		{"{\"a\":\"x\ty\"}", false},
+		{`null`, false},
+		{`[]`, false},
+		{``, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, ok := flatObject([]byte(tt.in))
+			require.Equal(t, tt.fast, ok)
+			if !ok {
+				return
+			}
+			want, err := jsonFields([]byte(tt.in))
+			require.NoError(t, err)
+			require.Equal(t, want, got)
+		})
+	}
+}
+
+// FuzzFlatObject: whatever the fast path accepts, encoding/json accepts and
+// reads the same.
+func FuzzFlatObject(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":"x","b":-1.5e3,"c":true}`, `{"a":"x\"y"}`, `{"a":01}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, ok := flatObject([]byte(in))
+		if !ok {
+			return
+		}
+		want, err := jsonFields([]byte(in))
+		require.NoError(t, err, "the fast path accepted %q", in)
+		require.Equal(t, want, got)
+	})
+}
