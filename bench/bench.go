@@ -1,7 +1,7 @@
 // Package bench owns jobrunner's throughput and latency benchmark: it
 // enqueues no-op runs in batches and works them through the real path —
 // batch claim with leases, executor (heartbeat, logs, outcome decision),
-// group-committed outcomes with attempt rows and log lines — then measures
+// group-committed outcomes with attempt records and log lines — then measures
 // trigger-to-start latency on an idle queue. `jobrunner bench` prints its
 // Result as JSON; the Go benchmarks in this package use it too.
 package bench
@@ -224,7 +224,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		EnqueueSeconds: round(enq.Seconds(), 3), EnqueuePerSec: round(float64(cfg.Runs)/enq.Seconds(), 0),
 		StartLatencyMs: Latency{P50: pct(lat, 0.50), P99: pct(lat, 0.99), Max: pct(lat, 1)},
 		PeakRSSMB:      peakRSSMB(), HeapAfterMB: round(float64(ms.HeapInuse)/(1<<20), 1),
-		Records:   "each run: batch claim under a lease token, executor with heartbeat, result, attempt row, group-committed fenced outcome",
+		Records:   "each run: batch claim under a lease token, executor with heartbeat, result, attempt record (its own row, or the run row for a first attempt that succeeded), group-committed fenced outcome",
 		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
 	}, nil
 }

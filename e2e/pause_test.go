@@ -126,7 +126,7 @@ func TestPauseConnectionUnderLoad(t *testing.T) {
 		return c["succeeded"] == n, fmt.Sprintf("all %d to succeed (now %v)", n, c)
 	})
 	var attempts int64
-	require.NoError(t, store.DB().Raw("SELECT COUNT(*) FROM run_attempts").Scan(&attempts).Error)
+	require.NoError(t, store.DB().Raw("SELECT COUNT(*) FROM run_attempts_all").Scan(&attempts).Error)
 	require.EqualValues(t, n, attempts, "one attempt per run: none used while paused")
 	ins, err := store.Instances(t.Context())
 	require.NoError(t, err)

@@ -107,10 +107,10 @@ func TestRateLimitHoldsAcrossInstances(t *testing.T) {
 	require.LessOrEqual(t, most, int(rate)+6, "requests in the busiest second")
 
 	var owners []string
-	require.NoError(t, store.DB().Raw("SELECT DISTINCT owner FROM run_attempts").Scan(&owners).Error)
+	require.NoError(t, store.DB().Raw("SELECT DISTINCT owner FROM run_attempts_all").Scan(&owners).Error)
 	require.GreaterOrEqual(t, len(owners), 2, "the work was spread over instances: %v", owners)
 	var attemptRows int64
-	require.NoError(t, store.DB().Raw("SELECT COUNT(*) FROM run_attempts").Scan(&attemptRows).Error)
+	require.NoError(t, store.DB().Raw("SELECT COUNT(*) FROM run_attempts_all").Scan(&attemptRows).Error)
 	require.EqualValues(t, n, attemptRows, "one attempt per run: waiting for a slot is not a failure")
 	t.Logf("%d ERP requests from 3 instances (24 workers) in %.2f s: %.2f/s against a limit of %.0f/s; busiest second %d; %d instances executed runs",
 		len(ts), span, got, rate, most, len(owners))
@@ -167,7 +167,7 @@ func TestServeConnectionsPlacesRuns(t *testing.T) {
 	}
 	byJob := func(job string) []string {
 		var owners []string
-		require.NoError(t, store.DB().Raw("SELECT DISTINCT a.owner FROM run_attempts a JOIN runs r ON r.id = a.run_id WHERE r.job = ?", job).Scan(&owners).Error)
+		require.NoError(t, store.DB().Raw("SELECT DISTINCT a.owner FROM run_attempts_all a JOIN runs r ON r.id = a.run_id WHERE r.job = ?", job).Scan(&owners).Error)
 		return owners
 	}
 	cancels, noops := byJob("OrderCancel"), byJob("Noop")

@@ -560,10 +560,17 @@ func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *c
 		if errs[i] != nil {
 			continue
 		}
+		inRun := attemptInRun(it.Claim, it.Finish)
 		key := finishKey(it.Finish, it.Claim.Token, now)
+		if inRun {
+			key += "\x00inrun"
+		}
 		g := groups[key]
 		if g == nil {
 			g = &group{upd: s.finishUpdate(it.Finish, now), token: it.Claim.Token}
+			if inRun {
+				delete(g.upd, "lease_owner") // the row records who ran it (attemptInRun)
+			}
 			groups[key] = g
 			order = append(order, key)
 		}
@@ -596,7 +603,9 @@ func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *c
 			}
 			for _, i := range g.idx {
 				it := &items[i]
-				atts = append(atts, attemptValues(attemptRow(it.Claim, it.Finish, now)))
+				if !attemptInRun(it.Claim, it.Finish) {
+					atts = append(atts, attemptValues(attemptRow(it.Claim, it.Finish, now)))
+				}
 				for _, l := range it.Finish.Logs {
 					logs = append(logs, logValues(l))
 				}

@@ -118,7 +118,9 @@ func (r *Run) Waiting() bool {
 }
 
 // Attempt is one execution of a run (table run_attempts), written when the
-// execution ends.
+// execution ends; a one-step run whose first attempt succeeded has no row,
+// its run row records that attempt (Store.Attempts and the view
+// run_attempts_all include it).
 type Attempt struct {
 	ID    int64 `gorm:"primaryKey" json:"-"`
 	RunID int64 `json:"runId"`

@@ -135,7 +135,7 @@ func TestPoolDoesNotClaimRunsOfAPausedConnection(t *testing.T) {
 		}, "runs did not finish after resume")
 		p.Stop(ctx)
 		var used int64
-		require.NoError(t, s.DB().Raw("SELECT COUNT(*) FROM run_attempts").Scan(&used).Error)
+		require.NoError(t, s.DB().Raw("SELECT COUNT(*) FROM run_attempts_all").Scan(&used).Error)
 		require.EqualValues(t, 16, used, "3 attempts each (Flaky), none used while paused; one for the barrier")
 	})
 }

@@ -594,6 +594,10 @@ func (s *Store) Finished(ctx context.Context, c *Claim) (bool, error) {
 	var n int64
 	err := s.db.WithContext(ctx).Model(&Attempt{}).Where("run_id = ? AND attempt = ? AND owner = ? AND status <> ?",
 		c.Run.ID, c.Run.Attempt, c.Owner, AttemptLeaseExpired).Count(&n).Error
+	if err == nil && n == 0 { // or the run row records it (attemptInRun)
+		err = s.db.WithContext(ctx).Model(&Run{}).Where("id = ? AND attempt = ? AND lease_owner = ? AND status = ? AND lease_token IS NULL",
+			c.Run.ID, c.Run.Attempt, c.Owner, StatusSucceeded).Count(&n).Error
+	}
 	if err != nil {
 		return false, fmt.Errorf("jobs: check attempt %d of run %d: %w", c.Run.Attempt, c.Run.ID, err)
 	}
@@ -631,11 +635,26 @@ func (s *Store) Get(ctx context.Context, id int64) (*Run, error) {
 	return &r, nil
 }
 
-// Attempts returns the run's executions in order.
+// Attempts returns the run's executions in order, the one its run row
+// records itself included (a one-step run whose first attempt succeeded
+// has no run_attempts row; see the view run_attempts_all).
 func (s *Store) Attempts(ctx context.Context, runID int64) ([]Attempt, error) {
 	var out []Attempt
 	if err := s.db.WithContext(ctx).Where("run_id = ?", runID).Order("attempt, step_index").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("jobs: attempts of run %d: %w", runID, err)
+	}
+	if len(out) > 0 {
+		return out, nil // a run with attempt rows records none itself
+	}
+	r, err := s.Get(ctx, runID)
+	if errors.Is(err, ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: attempts of run %d: %w", runID, err)
+	}
+	if a, ok := runAttempt(r); ok {
+		out = append(out, a)
 	}
 	return out, nil
 }
