@@ -268,8 +268,8 @@ jobrunner.bench) are deleted before and after. Prints one JSON object with
 			if asJSON {
 				return writeJSON(a.stdout, res)
 			}
-			fmt.Fprintf(a.stdout, "%d runs in %.2fs: %.0f runs/s (enqueue %.0f/s), idle trigger-to-start p50 %.2f ms p99 %.2f ms, peak RSS %.1f MB\n",
-				res.Runs, res.Seconds, res.RunsPerSec, res.EnqueuePerSec, res.StartLatencyMs.P50, res.StartLatencyMs.P99, res.PeakRSSMB)
+			fmt.Fprintf(a.stdout, "%d runs in %.2fs: %.0f runs/s (enqueue %.0f/s), idle trigger-to-start p50 %.2f ms p99 %.2f ms, peak RSS %.1f MB (%.1f MB during the drain)\n",
+				res.Runs, res.Seconds, res.RunsPerSec, res.EnqueuePerSec, res.StartLatencyMs.P50, res.StartLatencyMs.P99, res.PeakRSSMB, res.DrainPeakRSSMB)
 			return nil
 		},
 	}
