@@ -176,6 +176,12 @@ func (v Values) MarshalJSON() ([]byte, error) {
 
 // writeJSONString writes s as a JSON string without HTML escaping.
 func writeJSONString(buf *bytes.Buffer, s string) {
+	if plainASCII(s) { // what encoding/json writes for it, without an encoder per string
+		buf.WriteByte('"')
+		buf.WriteString(s)
+		buf.WriteByte('"')
+		return
+	}
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s)           // a string always encodes
@@ -196,6 +202,17 @@ func (v Values) Text() map[string]string {
 		out[k] = text
 	}
 	return out
+}
+
+// plainASCII reports whether s is printable ASCII without '"' or '\\':
+// JSON writes it as it is, between quotes.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // DecodeParams decodes the canonical JSON written by [Values.MarshalJSON]

@@ -1,6 +1,9 @@
 package definitions
 
 import (
+	"bytes"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -74,4 +77,36 @@ func FuzzFlatObject(f *testing.F) {
 		require.NoError(t, err, "the fast path accepted %q", in)
 		require.Equal(t, want, got)
 	})
+}
+
+// TestWriteJSONStringMatchesEncodingJSON: the ASCII fast path writes what
+// encoding/json (without HTML escaping) writes.
+func TestWriteJSONStringMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "WEB000123", "a b", `a"b`, `a\b`, "a\nb", "\x7f", "<&>", "é", "\u2028", "\xff", "tab\t"} {
+		require.Equal(t, slowJSONString(s), fastJSONString(s), "%q", s)
+	}
+}
+
+// FuzzWriteJSONString: the fast path and encoding/json agree on any string.
+func FuzzWriteJSONString(f *testing.F) {
+	f.Add("WEB000123")
+	f.Add(`a"b\c`)
+	f.Fuzz(func(t *testing.T, s string) {
+		require.Equal(t, slowJSONString(s), fastJSONString(s))
+	})
+}
+
+func fastJSONString(s string) string {
+	var b bytes.Buffer
+	writeJSONString(&b, s)
+	return b.String()
+}
+
+func slowJSONString(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSuffix(b.String(), "\n")
 }

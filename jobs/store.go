@@ -877,7 +877,7 @@ func (s *Store) EnqueueBatch(ctx context.Context, nrs []NewRun) ([]*Run, error) 
 		if nr.IdempotencyKey != "" || nr.ScheduledFor != nil || uniqueKey(nr.Job, nr.Params) != "" {
 			return nil, fmt.Errorf("jobs: enqueue batch: run %d of %s needs Enqueue (idempotency, uniqueness or tick)", i, nr.Job.Name)
 		}
-		params, err := json.Marshal(nr.Params)
+		params, err := nr.Params.MarshalJSON() // compact already: no json.Marshal pass over it
 		if err != nil {
 			return nil, fmt.Errorf("jobs: enqueue batch: encode parameters: %w", err)
 		}
