@@ -57,5 +57,7 @@
 // later write for that attempt (heartbeat, log lines, completion) names
 // the token and fails with [ErrLeaseLost] when the run was taken away.
 // Final statuses are never left. Each transition is one transaction that
-// also writes the attempt row and the attempt's remaining log lines.
+// also writes the attempt row and the attempt's remaining log lines (a
+// one-step run whose first attempt succeeds has no attempt row: its run
+// row records that attempt, see attemptInRun).
 package jobs

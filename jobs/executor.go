@@ -82,7 +82,7 @@ type Executor struct {
 	// outcome recording stops retrying: the shutdown's last try.
 	giveUp *atomic.Int64
 	// quietSuccess drops the stored start line of a quick, clean success
-	// (its attempt row says it all): set by a Pool, where one log row less
+	// (its attempt record says it all): set by a Pool, where one log row less
 	// per run is throughput; `jobrunner run` keeps it.
 	quietSuccess bool
 

@@ -7,8 +7,10 @@ import (
 	"math"
 	"time"
 
-	"github.com/jobrunner/jobrunner/migrations"
+	"github.com/jonboulle/clockwork"
 	"gorm.io/gorm"
+
+	"github.com/jobrunner/jobrunner/migrations"
 )
 
 // ReserveRate reserves the next request slot of the connection named
@@ -28,7 +30,11 @@ func (s *Store) ReserveRate(ctx context.Context, name string, rate float64) (tim
 	sel := "SELECT next_us AS next, 0 AS now FROM connection_rates WHERE name = ?"
 	ins := "INSERT OR IGNORE INTO connection_rates (name, next_us) VALUES (?, 0)"
 	if s.dialect == migrations.MySQL {
-		sel = "SELECT next_us AS next, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) AS now FROM connection_rates WHERE name = ? FOR UPDATE"
+		// SYSDATE, not NOW: the time the row is read, after the lock
+		// wait, not when the statement began; a caller that queued
+		// for the lock would otherwise wait its queueing time too, and
+		// callers that queued for different times would crowd together.
+		sel = "SELECT next_us AS next, CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED) AS now FROM connection_rates WHERE name = ? FOR UPDATE"
 		ins = "INSERT IGNORE INTO connection_rates (name, next_us) VALUES (?, 0)"
 	}
 	var wait time.Duration
@@ -80,23 +86,45 @@ var errNoSlotRow = errors.New("the connection has no slot row")
 
 // rateLimiter returns the function a processor calls before each request
 // to a connection with a rateLimit: it reserves the next slot and waits
-// for it (or until ctx ends).
+// for it (or until ctx ends); see rateWaiter.
 func (s *Store) rateLimiter(name string, rate float64) func(ctx context.Context) error {
+	return rateWaiter(clockwork.NewRealClock(), name, rate, func(ctx context.Context) (time.Duration, error) {
+		return s.ReserveRate(ctx, name, rate)
+	})
+}
+
+// lateRetries is how many times a caller that woke too late for its slot
+// gives it up and reserves another before it sends anyway.
+const lateRetries = 3
+
+// rateWaiter reserves a slot with reserve and waits for it on clock. A
+// caller that wakes later than one slot (1/rate, at least 10 ms) after its
+// own (its process stalled: a loaded machine, a paused VM) gives the slot
+// up and reserves again, up to lateRetries times: the slots after it are
+// other callers', and requests held up together would otherwise reach the
+// connection as a burst over its rate. A slot given up is lost (the rate
+// is undershot, never exceeded).
+func rateWaiter(clock clockwork.Clock, name string, rate float64, reserve func(context.Context) (time.Duration, error)) func(ctx context.Context) error {
+	late := max(time.Duration(float64(time.Second)/rate), 10*time.Millisecond)
 	return func(ctx context.Context) error {
-		wait, err := s.ReserveRate(ctx, name, rate)
-		if err != nil {
-			return err
-		}
-		if wait <= 0 {
-			return nil
-		}
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("waiting %s for a request slot of connection %s (rateLimit %v/s): %w", wait.Round(time.Millisecond), name, rate, ctx.Err())
+		for try := 0; ; try++ {
+			wait, err := reserve(ctx)
+			if err != nil {
+				return err
+			}
+			due := clock.Now().Add(wait)
+			if wait > 0 {
+				t := clock.NewTimer(wait)
+				select {
+				case <-t.Chan():
+				case <-ctx.Done():
+					t.Stop()
+					return fmt.Errorf("waiting %s for a request slot of connection %s (rateLimit %v/s): %w", wait.Round(time.Millisecond), name, rate, ctx.Err())
+				}
+			}
+			if try == lateRetries || clock.Since(due) <= late {
+				return nil
+			}
 		}
 	}
 }

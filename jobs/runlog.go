@@ -105,7 +105,7 @@ type pendingLine struct {
 
 // dropLoneStart forgets the start line when nothing else was logged and
 // nothing was stored yet: a quick, clean success is fully described by its
-// attempt row, and one log row less per run is throughput.
+// attempt record, and one log row less per run is throughput.
 func (l *runLogger) dropLoneStart() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
