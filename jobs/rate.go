@@ -98,21 +98,25 @@ func (s *Store) rateLimiter(name string, rate float64) func(ctx context.Context)
 const lateRetries = 3
 
 // rateWaiter reserves a slot with reserve and waits for it on clock. A
-// caller that wakes later than one slot (1/rate, at least 10 ms) after its
-// own (its process stalled: a loaded machine, a paused VM) gives the slot
-// up and reserves again, up to lateRetries times: the slots after it are
-// other callers', and requests held up together would otherwise reach the
-// connection as a burst over its rate. A slot given up is lost (the rate
-// is undershot, never exceeded).
+// caller that may be later than two slots (2/rate, at least 20 ms) for its
+// own gives the slot up and reserves again, up to lateRetries times: the
+// slots after it are other callers', and requests held up together would
+// otherwise reach the connection as a burst over its rate. Late means its
+// process stalled while it waited (a loaded machine, a paused VM) or the
+// reservation itself was slow (its COMMIT waited for a stalled log
+// flush): the slot is counted from when the reservation began, the
+// earliest the database can have read its clock. A slot given up is lost
+// (the rate is undershot, never exceeded).
 func rateWaiter(clock clockwork.Clock, name string, rate float64, reserve func(context.Context) (time.Duration, error)) func(ctx context.Context) error {
-	late := max(time.Duration(float64(time.Second)/rate), 10*time.Millisecond)
+	late := max(time.Duration(2*float64(time.Second)/rate), 20*time.Millisecond)
 	return func(ctx context.Context) error {
 		for try := 0; ; try++ {
+			began := clock.Now()
 			wait, err := reserve(ctx)
 			if err != nil {
 				return err
 			}
-			due := clock.Now().Add(wait)
+			due := began.Add(wait)
 			if wait > 0 {
 				t := clock.NewTimer(wait)
 				select {

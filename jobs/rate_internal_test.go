@@ -11,9 +11,9 @@ import (
 )
 
 // TestRateWaiterGivesUpASlotItWokeTooLateFor: a caller that wakes more
-// than one slot (1/rate) after its slot reserves another instead of
+// than two slots (2/rate) after its slot reserves another instead of
 // sending into the slots of the callers after it, at most lateRetries
-// times; one on time, or late by less than a slot, sends.
+// times; one on time, or late by less than that, sends.
 func TestRateWaiterGivesUpASlotItWokeTooLateFor(t *testing.T) {
 	t.Parallel()
 	const slot = 100 * time.Millisecond // every reservation waits this long
@@ -22,9 +22,9 @@ func TestRateWaiterGivesUpASlotItWokeTooLateFor(t *testing.T) {
 		stalls []time.Duration // how late the caller wakes for each slot it reserves
 	}{
 		{"on time", []time.Duration{0}},
-		{"late by less than a slot (50 ms at 20/s)", []time.Duration{40 * time.Millisecond}},
+		{"late by less than two slots (100 ms at 20/s)", []time.Duration{90 * time.Millisecond}},
 		{"late by more: reserves again", []time.Duration{300 * time.Millisecond, 0}},
-		{"late twice", []time.Duration{time.Second, 60 * time.Millisecond, 10 * time.Millisecond}},
+		{"late twice", []time.Duration{time.Second, 150 * time.Millisecond, 10 * time.Millisecond}},
 		{"always late: sends after lateRetries", []time.Duration{time.Second, time.Second, time.Second, time.Second}},
 	}
 	for _, tt := range tests {
@@ -54,6 +54,27 @@ func TestRateWaiterGivesUpASlotItWokeTooLateFor(t *testing.T) {
 		})
 	}
 	require.Equal(t, 3, lateRetries, "the last case has lateRetries+1 stalls")
+}
+
+// TestRateWaiterGivesUpASlowReservation: a reservation that took longer
+// than two slots (its COMMIT waited for a stalled log flush) may hand out a
+// slot already past; the caller reserves again rather than send into the
+// slots after it.
+func TestRateWaiterGivesUpASlowReservation(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClock()
+	var took []time.Duration
+	wait := rateWaiter(clock, "erp", 20, func(context.Context) (time.Duration, error) {
+		d := 200 * time.Millisecond // the first is slow
+		if len(took) > 0 {
+			d = time.Millisecond
+		}
+		took = append(took, d)
+		clock.Advance(d)
+		return 0, nil
+	})
+	require.NoError(t, wait(context.Background()))
+	require.Equal(t, []time.Duration{200 * time.Millisecond, time.Millisecond}, took, "reserved again after the slow one only")
 }
 
 // TestRateWaiterStopsWithItsContext: a caller waiting for its slot gives
