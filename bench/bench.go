@@ -223,9 +223,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	pool.Stop(context.Background())
-	var drainPeakMB float64
+	peakAfter, drainPeakMB := peakRSSMB(), 0.0
 	if drainPeak {
-		drainPeakMB = peakRSSMB()
+		drainPeakMB = peakAfter
 	}
 	runtime.GC()
 	var ms runtime.MemStats
@@ -236,7 +236,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Seconds: round(work.Seconds(), 3), RunsPerSec: round(float64(cfg.Runs)/work.Seconds(), 0),
 		EnqueueSeconds: round(enq.Seconds(), 3), EnqueuePerSec: round(float64(cfg.Runs)/enq.Seconds(), 0),
 		StartLatencyMs: Latency{P50: pct(lat, 0.50), P99: pct(lat, 0.99), Max: pct(lat, 1)},
-		PeakRSSMB:      max(wholePeak, peakRSSMB()), HeapAfterMB: round(float64(ms.HeapInuse)/(1<<20), 1),
+		PeakRSSMB:      max(wholePeak, peakAfter), HeapAfterMB: round(float64(ms.HeapInuse)/(1<<20), 1),
 		DrainPeakRSSMB: drainPeakMB,
 		Records:        "each run: batch claim under a lease token, executor with heartbeat, result, attempt record (its own row, or the run row for a first attempt that succeeded), group-committed fenced outcome",
 		GoVersion:      runtime.Version(), CPUs: runtime.NumCPU(),

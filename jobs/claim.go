@@ -551,6 +551,7 @@ func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *c
 	type group struct {
 		upd   map[string]any
 		token string
+		inRun bool // attemptInRun: no attempt row
 		idx   []int
 	}
 	now := time.Now().UTC()
@@ -561,16 +562,10 @@ func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *c
 			continue
 		}
 		inRun := attemptInRun(it.Claim, it.Finish)
-		key := finishKey(it.Finish, it.Claim.Token, now)
-		if inRun {
-			key += "\x00inrun"
-		}
+		key := finishKey(it.Finish, it.Claim.Token, inRun, now)
 		g := groups[key]
 		if g == nil {
-			g = &group{upd: s.finishUpdate(it.Finish, now), token: it.Claim.Token}
-			if inRun {
-				delete(g.upd, "lease_owner") // the row records who ran it (attemptInRun)
-			}
+			g = &group{upd: s.finishUpdate(it.Finish, inRun, now), token: it.Claim.Token, inRun: inRun}
 			groups[key] = g
 			order = append(order, key)
 		}
@@ -603,7 +598,7 @@ func (s *Store) finishAndClaim(ctx context.Context, items []finishItem, ahead *c
 			}
 			for _, i := range g.idx {
 				it := &items[i]
-				if !attemptInRun(it.Claim, it.Finish) {
+				if !g.inRun {
 					atts = append(atts, attemptValues(attemptRow(it.Claim, it.Finish, now)))
 				}
 				for _, l := range it.Finish.Logs {
@@ -700,7 +695,7 @@ type finishItem struct {
 // finishKey returns a key that is equal for outcomes whose runs-row
 // updates (finishUpdate) are equal and whose claims share token: such runs
 // share one UPDATE statement. It allocates only the key.
-func finishKey(f Finish, token string, now time.Time) string {
+func finishKey(f Finish, token string, inRun bool, now time.Time) string {
 	b := make([]byte, 0, 96+len(f.ErrorCode)+len(f.ErrorMessage)+len(f.Result)+len(token))
 	b = append(append(b, f.Status...), 0)
 	b = append(append(b, f.ErrorCode...), 0)
@@ -709,6 +704,7 @@ func finishKey(f Finish, token string, now time.Time) string {
 		b = append(strconv.AppendInt(b, n, 10), 0)
 	}
 	b = append(strconv.AppendBool(b, f.Snoozed), 0)
+	b = append(strconv.AppendBool(b, inRun), 0)
 	b = append(append(b, token...), 0)
 	if f.Result != nil {
 		b = append(append(b, 'r'), f.Result...)
@@ -723,8 +719,9 @@ func finishKey(f Finish, token string, now time.Time) string {
 	return string(b)
 }
 
-// finishUpdate returns the runs-row update of f.
-func (s *Store) finishUpdate(f Finish, now time.Time) map[string]any {
+// finishUpdate returns the runs-row update of f; with inRun
+// (attemptInRun) the run keeps lease_owner, the row recording who ran it.
+func (s *Store) finishUpdate(f Finish, inRun bool, now time.Time) map[string]any {
 	upd := make(map[string]any, 16)
 	upd["error_code"] = f.ErrorCode
 	upd["error_message"] = f.ErrorMessage
@@ -742,6 +739,9 @@ func (s *Store) finishUpdate(f Finish, now time.Time) map[string]any {
 	}
 	if f.Status.Final() {
 		s.finalFields(upd, f.Status)
+		if inRun {
+			delete(upd, "lease_owner")
+		}
 	} else {
 		nb := f.NotBefore.UTC()
 		if nb.IsZero() {

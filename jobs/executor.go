@@ -955,7 +955,7 @@ func (e *Executor) limit(c *definitions.Connection) func(ctx context.Context) er
 	if c.RateLimit <= 0 {
 		return nil
 	}
-	return e.Store.rateLimiter(c.Name, c.RateLimit)
+	return e.Store.rateLimiter(e.clock(), c.Name, c.RateLimit)
 }
 
 // traceAttempt links the attempt's span to the request that triggered the

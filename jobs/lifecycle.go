@@ -119,8 +119,9 @@ func (s *Store) finalFields(upd map[string]any, to Status) map[string]any {
 // lease_owner (the lease token, the fence, is cleared as always), and the
 // row is the attempt: attempt 1 of step 0 by lease_owner, succeeded, from
 // started_at to finished_at. A succeeded run with lease_owner set is
-// exactly such a run; Store.Attempts, Store.Finished and the view
-// run_attempts_all read it so. (One row fewer per run: the insert was a
+// exactly such a run: runAttempt (for Store.Attempts) and the view
+// run_attempts_all (migration 0009, for Store.Finished and SQL users)
+// read it so. (One row fewer per run: the insert was a
 // sixth of the database's time in a drain.)
 func attemptInRun(c *Claim, f Finish) bool {
 	return f.Status == StatusSucceeded && f.AttemptStatus == AttemptSucceeded && f.StepIndex == 0 && f.Steps == nil &&
@@ -128,7 +129,8 @@ func attemptInRun(c *Claim, f Finish) bool {
 }
 
 // runAttempt returns the attempt a run row records itself (see
-// attemptInRun), and false when it records none.
+// attemptInRun), and false when it records none; the view
+// run_attempts_all says the same in SQL.
 func runAttempt(r *Run) (Attempt, bool) {
 	if r.Status != StatusSucceeded || r.LeaseOwner == nil || r.StartedAt == nil || r.FinishedAt == nil {
 		return Attempt{}, false

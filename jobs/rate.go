@@ -86,9 +86,9 @@ var errNoSlotRow = errors.New("the connection has no slot row")
 
 // rateLimiter returns the function a processor calls before each request
 // to a connection with a rateLimit: it reserves the next slot and waits
-// for it (or until ctx ends); see rateWaiter.
-func (s *Store) rateLimiter(name string, rate float64) func(ctx context.Context) error {
-	return rateWaiter(clockwork.NewRealClock(), name, rate, func(ctx context.Context) (time.Duration, error) {
+// for it on clock (or until ctx ends); see rateWaiter.
+func (s *Store) rateLimiter(clock clockwork.Clock, name string, rate float64) func(ctx context.Context) error {
+	return rateWaiter(clock, name, rate, func(ctx context.Context) (time.Duration, error) {
 		return s.ReserveRate(ctx, name, rate)
 	})
 }

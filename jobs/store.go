@@ -589,15 +589,12 @@ func (s *Store) cancelRequeued(tx *gorm.DB, ids []int64) error {
 
 // Finished reports whether c's execution was already recorded: used to
 // resolve an ambiguous commit (connection lost after COMMIT was sent)
-// without running the processor again.
+// without running the processor again. It reads run_attempts_all, which
+// also holds the attempt a run row records itself (attemptInRun).
 func (s *Store) Finished(ctx context.Context, c *Claim) (bool, error) {
 	var n int64
-	err := s.db.WithContext(ctx).Model(&Attempt{}).Where("run_id = ? AND attempt = ? AND owner = ? AND status <> ?",
+	err := s.db.WithContext(ctx).Table("run_attempts_all").Where("run_id = ? AND attempt = ? AND owner = ? AND status <> ?",
 		c.Run.ID, c.Run.Attempt, c.Owner, AttemptLeaseExpired).Count(&n).Error
-	if err == nil && n == 0 { // or the run row records it (attemptInRun)
-		err = s.db.WithContext(ctx).Model(&Run{}).Where("id = ? AND attempt = ? AND lease_owner = ? AND status = ? AND lease_token IS NULL",
-			c.Run.ID, c.Run.Attempt, c.Owner, StatusSucceeded).Count(&n).Error
-	}
 	if err != nil {
 		return false, fmt.Errorf("jobs: check attempt %d of run %d: %w", c.Run.Attempt, c.Run.ID, err)
 	}
@@ -637,7 +634,9 @@ func (s *Store) Get(ctx context.Context, id int64) (*Run, error) {
 
 // Attempts returns the run's executions in order, the one its run row
 // records itself included (a one-step run whose first attempt succeeded
-// has no run_attempts row; see the view run_attempts_all).
+// has no run_attempts row; see attemptInRun). It does not read the view
+// run_attempts_all: SQLite gives a compound view's columns no declared
+// type, so its times would come back as text.
 func (s *Store) Attempts(ctx context.Context, runID int64) ([]Attempt, error) {
 	var out []Attempt
 	if err := s.db.WithContext(ctx).Where("run_id = ?", runID).Order("attempt, step_index").Find(&out).Error; err != nil {
