@@ -78,3 +78,34 @@ func TestEnqueueKeyed(t *testing.T) {
 		require.EqualValues(t, 121, countStatus(t, s, jobs.StatusQueued))
 	})
 }
+
+// TestEnqueueBatchRowEqualsEnqueue: a run stored by EnqueueBatch (with
+// only the columns that differ from their defaults) has, column by
+// column, the row Enqueue stores for the same run.
+func TestEnqueueBatchRowEqualsEnqueue(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		job := e.job(t, "Post") // no uniqueBy: EnqueueBatch takes it
+		nr := jobs.NewRun{Job: job, Params: e.params(t, "Post", map[string]string{"OrderNumber": "WEB1"}), Trigger: jobs.TriggerAPI, TriggeredBy: "t"}
+		one, err := s.Enqueue(ctx, nr)
+		require.NoError(t, err)
+		batch, err := s.EnqueueBatch(ctx, []jobs.NewRun{nr})
+		require.NoError(t, err)
+		cols := "job, definition_version, parameters, trigger_kind, triggered_by, idempotency_key IS NULL, request_hash IS NULL, " +
+			"unique_key IS NULL, scheduled_for IS NULL, status, preview, attempt, max_attempts, snoozes, lease_owner IS NULL, " +
+			"lease_token IS NULL, lease_expires_at IS NULL, cancel_requested, cancelled_by, parent_run_id IS NULL, " +
+			"retry_of_run_id IS NULL, started_at IS NULL, finished_at IS NULL, result IS NULL, COALESCE(result, 'null'), error_code, " +
+			"error_message IS NULL, COALESCE(error_message, 'null'), progress, records_read, records_changed, record_errors, record_warnings"
+		row := func(id int64) map[string]any {
+			m := map[string]any{}
+			require.NoError(t, s.DB().Raw("SELECT "+cols+" FROM runs WHERE id = ?", id).Take(&m).Error)
+			return m
+		}
+		require.Equal(t, row(one.Run.ID), row(batch[0].ID))
+		var n int64
+		require.NoError(t, s.DB().Table("run_params").Where("run_id = ?", batch[0].ID).Count(&n).Error)
+		require.EqualValues(t, 1, n)
+	})
+}

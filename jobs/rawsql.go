@@ -138,18 +138,47 @@ func runInsertValues(r *Run) []any {
 		r.RecordErrors, r.RecordWarnings}
 }
 
+// runLeanCols are the columns of a plain new run, one that has no key, tick,
+// attempt, snooze, cancel request, error, progress nor record counts
+// yet (EnqueueBatch's runs): the other columns keep their defaults, which
+// are the zero values runInsertValues would write. Half the columns is
+// half the server's parsing, the largest part of its work per inserted
+// run.
+var runLeanCols = []string{"job", "definition_version", "parameters", "trigger_kind", "triggered_by", "status", "preview",
+	"max_attempts", "not_before", "parent_run_id", "retry_of_run_id", "created_at", "updated_at", "result", "error_message"}
+
+// leanRun reports whether r can be inserted with runLeanCols.
+func leanRun(r *Run) bool {
+	return r.IdempotencyKey == nil && r.RequestHash == nil && r.UniqueKey == nil && r.ScheduledFor == nil && r.Attempt == 0 &&
+		r.Snoozes == 0 && !r.CancelRequested && r.ErrorCode == "" && r.Progress == 0 && r.RecordsRead == 0 &&
+		r.RecordsChanged == 0 && r.RecordErrors == 0 && r.RecordWarnings == 0
+}
+
+func runLeanValues(r *Run) []any {
+	return []any{r.Job, r.DefinitionVersion, string(r.Parameters), string(r.TriggerKind), r.TriggeredBy, string(r.Status), r.Preview,
+		r.MaxAttempts, r.NotBefore.UTC(), r.ParentRunID, r.RetryOfRunID, r.CreatedAt.UTC(), r.UpdatedAt.UTC(), string(r.Result), r.ErrorMessage}
+}
+
 // insertRunRows inserts runs (none has an ID yet) with multi-row INSERT
-// statements of at most maxRows rows, and sets their IDs. The IDs of one
-// statement's rows are consecutive (InnoDB's default "consecutive"
+// statements of at most maxRows rows, and sets their IDs: with
+// runLeanCols when every run is lean, else with runInsertCols. The IDs of
+// one statement's rows are consecutive (InnoDB's default "consecutive"
 // auto-increment lock mode for inserts whose row count is known, and
 // SQLite's single writer), which is what gorm's own batch insert relies
 // on too: MySQL reports the first, SQLite the last.
 func insertRunRows(tx *gorm.DB, dialect string, maxRows int, runs []*Run) error {
+	cols, values := runLeanCols, runLeanValues
+	for _, r := range runs {
+		if !leanRun(r) {
+			cols, values = runInsertCols, runInsertValues
+			break
+		}
+	}
 	rows := make([][]any, len(runs))
 	for i, r := range runs {
-		rows[i] = runInsertValues(r)
+		rows[i] = values(r)
 	}
-	return insertRowsThen(tx, maxRows, "runs", runInsertCols, rows, func(res sql.Result, first, n int) error {
+	return insertRowsThen(tx, maxRows, "runs", cols, rows, func(res sql.Result, first, n int) error {
 		id, err := res.LastInsertId()
 		if err != nil {
 			return fmt.Errorf("read ids: %w", err)
