@@ -5,12 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/jobrunner/jobrunner/definitions"
 	"github.com/jobrunner/jobrunner/migrations"
@@ -27,8 +27,9 @@ func BulkKey(job string, vals definitions.Values) string {
 
 // KeyedResult is what [Store.EnqueueKeyed] did with one run.
 type KeyedResult struct {
-	// Run is the created or existing run (nil when Err is set), with its
-	// ID, Job, Status, IdempotencyKey, TriggeredBy and CreatedAt only.
+	// Run is the created run, or the existing run (with its ID, Job,
+	// Status, IdempotencyKey, TriggeredBy and CreatedAt only); nil when Err
+	// is set.
 	Run *Run
 	// Created is false when an existing run was returned; Reason says why
 	// ("idempotencyKey", or "active": the job's uniqueBy parameters match
@@ -110,24 +111,6 @@ func requestHashOf(nr NewRun) string {
 	return requestHash(nr.Job.Name, b, nr.Preview)
 }
 
-// stamp hands out creation times that differ by at least a microsecond
-// within this process, so that a chunk recognises the rows it created.
-var stamp struct {
-	sync.Mutex
-	last time.Time
-}
-
-func nextStamp() time.Time {
-	stamp.Lock()
-	defer stamp.Unlock()
-	t := time.Now().UTC().Truncate(time.Microsecond)
-	if !t.After(stamp.last) {
-		t = stamp.last.Add(time.Microsecond)
-	}
-	stamp.last = t
-	return t
-}
-
 // enqueueKeyedUnique is EnqueueKeyed for runs with distinct keys.
 func (s *Store) enqueueKeyedUnique(ctx context.Context, nrs []NewRun) ([]KeyedResult, error) {
 	out := make([]KeyedResult, len(nrs))
@@ -143,7 +126,7 @@ func (s *Store) enqueueKeyedUnique(ctx context.Context, nrs []NewRun) ([]KeyedRe
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			var err error
-			for try := 0; try < 3; try++ { // a deadlock between parallel chunks: the keys make a retry safe
+			for try := 0; try < 3; try++ { // a deadlock between parallel chunks, a key stored meanwhile: the keys make a retry safe
 				if err = s.enqueueKeyedChunk(ctx, nrs[start:end], out[start:end]); err == nil || ctx.Err() != nil {
 					break
 				}
@@ -162,107 +145,169 @@ func (s *Store) enqueueKeyedUnique(ctx context.Context, nrs []NewRun) ([]KeyedRe
 // keyedParallel is how many chunks of EnqueueKeyed are stored at once.
 const keyedParallel = 8
 
+// errKeyRaced: an active key changed hands while a chunk of EnqueueKeyed
+// was being stored; the chunk is rolled back and tried again.
+var errKeyRaced = errors.New("jobs: enqueue keyed: an active key was taken meanwhile")
+
 func (s *Store) enqueueKeyedChunk(ctx context.Context, nrs []NewRun, out []KeyedResult) error {
-	now := nextStamp() // compared with the stored time below: unique to this chunk
+	now := time.Now().UTC()
 	rows := make([]*Run, len(nrs))
 	texts := make([]map[string]string, len(nrs))
-	keys := make([]string, len(nrs))
 	for i, nr := range nrs {
 		r, text, err := newRunRow(nr, now)
 		if err != nil {
 			return err
 		}
-		rows[i], texts[i], keys[i] = r, text, nr.IdempotencyKey
+		rows[i], texts[i] = r, text
 	}
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var fresh []*Run
-		queued := map[string]bool{}
+	res := make([]KeyedResult, len(nrs)) // copied to out once committed
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// The runs the lines' idempotency keys name already, then the
+		// holders of the active keys of the other lines.
+		iks := make([]string, len(rows))
 		for i, r := range rows {
-			if !queued[keys[i]] {
-				queued[keys[i]] = true
-				fresh = append(fresh, r)
-			}
+			iks[i] = idemKey(*r.IdempotencyKey)
 		}
-		if len(fresh) > 0 {
-			ins := tx.Clauses(clause.Insert{Modifier: "IGNORE"})
-			if s.dialect == migrations.SQLite {
-				ins = tx.Clauses(clause.OnConflict{DoNothing: true})
-			}
-			// IDs are read back below: with rows ignored, the ids the
-			// driver derives from the last insert id are not reliable.
-			if err := ins.Omit("ID").Create(cloneRuns(fresh)).Error; err != nil {
-				return fmt.Errorf("jobs: enqueue keyed: %w", err)
-			}
-		}
-		after, err := runsByKey(tx, keys)
+		named, err := keyRuns(tx, iks)
 		if err != nil {
 			return err
 		}
-		var params []runParam
-		claimed := map[string]bool{} // keys whose new run an earlier line of the chunk took
+		var uks []string
 		for i, r := range rows {
-			got, ok := after[keys[i]]
-			// This chunk's row: made now by this creator with these
-			// parameters (an older run with the key was made earlier).
-			mine := ok && !claimed[keys[i]] && got.CreatedAt.Equal(now) && got.TriggeredBy == r.TriggeredBy &&
-				got.RequestHash != nil && *got.RequestHash == *r.RequestHash
-			if mine {
-				claimed[keys[i]] = true
-			}
-			switch {
-			case mine:
-				out[i] = KeyedResult{Run: got, Created: true}
-				for k, v := range texts[i] {
-					params = append(params, runParam{RunID: got.ID, Name: k, Value: indexValue(v)})
-				}
-			case ok:
-				if got.RequestHash == nil || *got.RequestHash != *r.RequestHash {
-					out[i] = KeyedResult{Err: fmt.Errorf("%w (run %d)", ErrIdempotencyMismatch, got.ID)}
-					continue
-				}
-				out[i] = KeyedResult{Run: got, Reason: "idempotencyKey"}
-			case r.UniqueKey != nil: // ignored: an active run has its uniqueBy parameters
-				var act Run
-				if err := tx.Where("unique_key = ?", *r.UniqueKey).Take(&act).Error; err != nil {
-					return fmt.Errorf("jobs: enqueue keyed: find the active run: %w", err)
-				}
-				out[i] = KeyedResult{Run: &act, Reason: "active"}
-			default:
-				return fmt.Errorf("jobs: enqueue keyed: run with key %q was neither stored nor found", keys[i])
+			if _, ok := named[iks[i]]; !ok && r.UniqueKey != nil {
+				uks = append(uks, activeKey(*r.UniqueKey))
 			}
 		}
-		for start := 0; start < len(params); start += s.batchRows() {
-			end := min(start+s.batchRows(), len(params))
-			if err := tx.Create(params[start:end]).Error; err != nil {
-				return fmt.Errorf("jobs: enqueue keyed: parameters: %w", err)
+		holders, err := keyRuns(tx, uks)
+		if err != nil {
+			return err
+		}
+		var fresh []*Run
+		var freshAt []int
+		taken := map[string]*Run{} // active keys of earlier lines of the chunk
+		for i, r := range rows {
+			if h, ok := named[iks[i]]; ok {
+				switch {
+				case h.run == nil:
+					return fmt.Errorf("jobs: enqueue keyed: idempotency key %q names run %d, which is gone", *r.IdempotencyKey, h.id)
+				case h.run.RequestHash == nil || *h.run.RequestHash != *r.RequestHash:
+					res[i] = KeyedResult{Err: fmt.Errorf("%w (run %d)", ErrIdempotencyMismatch, h.id)}
+				default:
+					res[i] = KeyedResult{Run: h.run, Reason: "idempotencyKey"}
+				}
+				continue
 			}
+			if r.UniqueKey != nil {
+				k := activeKey(*r.UniqueKey)
+				if t := taken[k]; t != nil {
+					res[i] = KeyedResult{Run: t, Reason: "active"}
+					continue
+				}
+				if h, ok := holders[k]; ok && h.run != nil && !h.run.Status.Final() {
+					res[i] = KeyedResult{Run: h.run, Reason: "active"}
+					continue
+				}
+				taken[k] = r
+			}
+			fresh, freshAt = append(fresh, r), append(freshAt, i)
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		if err := insertRunRows(tx, s.dialect, s.batchRows()/2, fresh); err != nil {
+			return fmt.Errorf("jobs: enqueue keyed: %w", err)
+		}
+		// The new runs' keys: a key another transaction stored meanwhile
+		// fails the insert (the chunk is tried again, and then finds it);
+		// an active key whose holder is final changes hands only if it
+		// still names that holder.
+		var keys [][]any
+		var swaps []*Run
+		for _, r := range fresh {
+			keys = append(keys, []any{idemKey(*r.IdempotencyKey), r.ID})
+			if r.UniqueKey == nil {
+				continue
+			}
+			if _, held := holders[activeKey(*r.UniqueKey)]; held {
+				swaps = append(swaps, r)
+			} else {
+				keys = append(keys, []any{activeKey(*r.UniqueKey), r.ID})
+			}
+		}
+		if err := insertRows(tx, s.batchRows(), "run_keys", keyCols, keys); err != nil {
+			return fmt.Errorf("jobs: enqueue keyed: keys: %w", err)
+		}
+		for _, r := range swaps {
+			k := activeKey(*r.UniqueKey)
+			sw := tx.Model(&runKey{}).Where("k = ? AND run_id = ?", k, holders[k].id).Update("run_id", r.ID)
+			if sw.Error != nil {
+				return fmt.Errorf("jobs: enqueue keyed: take over an active key: %w", sw.Error)
+			}
+			if sw.RowsAffected != 1 {
+				return errKeyRaced
+			}
+		}
+		var params [][]any
+		for j, r := range fresh {
+			res[freshAt[j]] = KeyedResult{Run: r, Created: true}
+			for k, v := range texts[freshAt[j]] {
+				params = append(params, []any{r.ID, k, indexValue(v)})
+			}
+		}
+		if err := insertRows(tx, s.batchRows(), "run_params", paramCols, params); err != nil {
+			return fmt.Errorf("jobs: enqueue keyed: parameters: %w", err)
 		}
 		return nil
 	})
-}
-
-// cloneRuns copies rs so that the insert does not write ids into them.
-func cloneRuns(rs []*Run) []*Run {
-	out := make([]*Run, len(rs))
-	for i, r := range rs {
-		c := *r
-		out[i] = &c
+	if err != nil {
+		for _, r := range rows {
+			r.ID = 0 // the next try inserts them anew
+		}
+		return err
 	}
-	return out
+	copy(out, res)
+	return nil
 }
 
-// runsByKey returns the runs with the given idempotency keys, by key:
-// only the fields EnqueueKeyed needs (id, job, status, key, request hash,
-// creator, creation time).
-func runsByKey(tx *gorm.DB, keys []string) (map[string]*Run, error) {
-	var got []Run
-	if err := tx.Select("id", "job", "status", "idempotency_key", "request_hash", "triggered_by", "created_at").
-		Where("idempotency_key IN ?", keys).Find(&got).Error; err != nil {
+var keyCols = []string{"k", "run_id"}
+
+// keyHolder is the run a key of run_keys names: its id, and the run (nil
+// when its row is gone).
+type keyHolder struct {
+	id  int64
+	run *Run
+}
+
+// keyRuns returns, by key, the runs that keys of run_keys name: only the
+// fields EnqueueKeyed needs (id, job, status, key, request hash, creator,
+// creation time).
+func keyRuns(tx *gorm.DB, keys []string) (map[string]keyHolder, error) {
+	m := map[string]keyHolder{}
+	if len(keys) == 0 {
+		return m, nil
+	}
+	var ks []runKey
+	if err := tx.Where("k IN ?", keys).Find(&ks).Error; err != nil {
 		return nil, fmt.Errorf("jobs: enqueue keyed: read keys: %w", err)
 	}
-	m := make(map[string]*Run, len(got))
+	if len(ks) == 0 {
+		return m, nil
+	}
+	ids := make([]int64, len(ks))
+	for i, k := range ks {
+		ids[i] = k.RunID
+	}
+	var got []Run
+	if err := tx.Select("id", "job", "status", "idempotency_key", "request_hash", "triggered_by", "created_at").
+		Where("id IN ?", ids).Find(&got).Error; err != nil {
+		return nil, fmt.Errorf("jobs: enqueue keyed: read the runs of keys: %w", err)
+	}
+	byID := make(map[int64]*Run, len(got))
 	for i := range got {
-		m[*got[i].IdempotencyKey] = &got[i]
+		byID[got[i].ID] = &got[i]
+	}
+	for _, k := range ks {
+		m[k.K] = keyHolder{id: k.RunID, run: byID[k.RunID]}
 	}
 	return m, nil
 }

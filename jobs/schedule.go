@@ -39,15 +39,13 @@ const TickFormat = "2006-01-02T15:04:05.000000000Z"
 // schedule has never been evaluated). A StateLastTick value that does not
 // parse is an error, not silently ignored.
 func (s *Store) LastTick(ctx context.Context, job string) (t time.Time, ok bool, err error) {
-	var r Run
-	err = s.db.WithContext(ctx).Select("scheduled_for").
-		Where("job = ? AND scheduled_for IS NOT NULL", job).
-		Order("scheduled_for DESC").Limit(1).Take(&r).Error
+	var r runTick
+	err = s.db.WithContext(ctx).Where("job = ?", job).Order("scheduled_for DESC").Limit(1).Take(&r).Error
 	switch {
 	case errors.Is(err, gorm.ErrRecordNotFound):
 	case err != nil:
 		return time.Time{}, false, fmt.Errorf("jobs: last tick of %s: %w", job, err)
-	case r.ScheduledFor != nil:
+	default:
 		t, ok = r.ScheduledFor.UTC(), true
 	}
 	v, found, err := s.JobState(ctx, job, StateLastTick)

@@ -245,11 +245,11 @@ func (s *Store) insertLinks(tx *gorm.DB, c *Claim, f *Finish, now time.Time) ([]
 			return nil, fmt.Errorf("enqueue linked job %s: %w", nr.Job.Name, err)
 		}
 		var got Run
-		if r.IdempotencyKey != nil && tx.Where("idempotency_key = ?", *r.IdempotencyKey).Take(&got).Error == nil {
+		if r.IdempotencyKey != nil && foundKeyRun(tx, idemKey(*r.IdempotencyKey), false, &got) {
 			line("info", fmt.Sprintf("linked job %s: run %d was already started by this run", nr.Job.Name, got.ID))
 			continue
 		}
-		if r.UniqueKey != nil && tx.Where("unique_key = ?", *r.UniqueKey).Take(&got).Error == nil {
+		if r.UniqueKey != nil && foundKeyRun(tx, activeKey(*r.UniqueKey), true, &got) {
 			line("warn", fmt.Sprintf("linked job %s not started: run %d with the same unique parameters is still %s", nr.Job.Name, got.ID, got.Status))
 			continue
 		}

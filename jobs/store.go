@@ -311,6 +311,9 @@ func insertRun(tx *gorm.DB, r *Run, text map[string]string, steps []RunStep) err
 	if err := tx.Create(r).Error; err != nil {
 		return err
 	}
+	if err := insertKeys(tx, r); err != nil {
+		return err
+	}
 	if len(text) > 0 {
 		rows := make([]runParam, 0, len(text))
 		for k, v := range text {
@@ -342,33 +345,33 @@ func (s *Store) existing(ctx context.Context, r *Run) (*Enqueued, error) {
 func existingIn(db *gorm.DB, r *Run) (*Enqueued, error) {
 	var got Run
 	if r.IdempotencyKey != nil {
-		err := db.Where("idempotency_key = ?", *r.IdempotencyKey).Take(&got).Error
-		if err == nil {
+		ok, err := keyRun(db, idemKey(*r.IdempotencyKey), false, &got)
+		if err != nil {
+			return nil, fmt.Errorf("jobs: enqueue %s: find idempotency key: %w", r.Job, err)
+		}
+		if ok {
 			if got.RequestHash == nil || *got.RequestHash != *r.RequestHash {
 				return nil, fmt.Errorf("%w (run %d)", ErrIdempotencyMismatch, got.ID)
 			}
 			return &Enqueued{Run: &got, Reason: "idempotencyKey"}, nil
 		}
-		if !errors.Is(err, gorm.ErrRecordNotFound) {
-			return nil, fmt.Errorf("jobs: enqueue %s: find idempotency key: %w", r.Job, err)
-		}
 	}
 	if r.UniqueKey != nil {
-		err := db.Where("unique_key = ?", *r.UniqueKey).Take(&got).Error
-		if err == nil {
-			return &Enqueued{Run: &got, Reason: "active"}, nil
-		}
-		if !errors.Is(err, gorm.ErrRecordNotFound) {
+		ok, err := keyRun(db, activeKey(*r.UniqueKey), true, &got)
+		if err != nil {
 			return nil, fmt.Errorf("jobs: enqueue %s: find active run: %w", r.Job, err)
+		}
+		if ok {
+			return &Enqueued{Run: &got, Reason: "active"}, nil
 		}
 	}
 	if r.ScheduledFor != nil {
-		err := db.Where("job = ? AND scheduled_for = ?", r.Job, *r.ScheduledFor).Take(&got).Error
-		if err == nil {
-			return &Enqueued{Run: &got, Reason: "tick"}, nil
-		}
-		if !errors.Is(err, gorm.ErrRecordNotFound) {
+		ok, err := tickRun(db, r.Job, *r.ScheduledFor, &got)
+		if err != nil {
 			return nil, fmt.Errorf("jobs: enqueue %s: find tick: %w", r.Job, err)
+		}
+		if ok {
+			return &Enqueued{Run: &got, Reason: "tick"}, nil
 		}
 	}
 	// The colliding run finished between the insert and the lookup (its
