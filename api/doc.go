@@ -58,8 +58,8 @@
 //     key and same parameters; a key reused with other parameters is 422)
 //     or "active" (the job's uniqueBy parameters, e.g. OrderCancel per
 //     OrderNumber, match a queued or running run). Concurrent requests
-//     with one key are serialised by the database's unique index: they all
-//     get the same run, never a second one. Nothing is stored when the
+//     with one key are serialised by the database (the key's row in
+//     run_keys): they all get the same run, never a second one. Nothing is stored when the
 //     parameters are invalid or the processor cannot run (409
 //     job_not_runnable) or cannot preview (400 preview_unsupported).
 //   - Any database failure is 503 with Retry-After: the store writes a

@@ -285,7 +285,7 @@ func cleanup(ctx context.Context, s *jobs.Store) error {
 		if len(ids) == 0 {
 			return nil
 		}
-		for _, t := range []string{"run_params", "run_attempts", "run_logs", "run_steps"} {
+		for _, t := range []string{"run_params", "run_attempts", "run_logs", "run_steps", "run_keys", "run_ticks"} {
 			if err := db.Exec("DELETE FROM "+t+" WHERE run_id IN ?", ids).Error; err != nil {
 				return fmt.Errorf("bench: cleanup %s: %w", t, err)
 			}

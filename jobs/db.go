@@ -162,8 +162,17 @@ func Open(ctx context.Context, dsn string, opts OpenOptions) (*Store, error) {
 			return nil, err
 		}
 	}
+	if v, err := migrations.Current(ctx, db); err == nil && v > migrations.Latest() {
+		_ = s.Close()
+		return nil, fmt.Errorf("jobs: open %s: %w: schema version %d, this jobrunner knows %d (upgrade it)", d, ErrSchemaNewer, v, migrations.Latest())
+	}
 	return s, nil
 }
+
+// ErrSchemaNewer is returned by Open for a database that a newer jobrunner
+// migrated: this one would not write what the newer schema relies on (the
+// key rows of migration 0010, say), so it refuses to run against it.
+var ErrSchemaNewer = errors.New("the database schema is newer than this jobrunner")
 
 // openMySQL opens MySQL with READ COMMITTED sessions. MariaDB before 11.1
 // names the variable tx_isolation, MySQL 8 transaction_isolation: try one,

@@ -126,10 +126,20 @@ func (s *Store) enqueueKeyedUnique(ctx context.Context, nrs []NewRun) ([]KeyedRe
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			var err error
-			for try := 0; try < 3; try++ { // a deadlock between parallel chunks, a key stored meanwhile: the keys make a retry safe
-				if err = s.enqueueKeyedChunk(ctx, nrs[start:end], out[start:end]); err == nil || ctx.Err() != nil {
+			// A deadlock between parallel chunks, a key taken meanwhile:
+			// the keys make a retry safe. The next try sees a key taken
+			// meanwhile as taken, so those count apart (up to 20).
+			for tries, raced := 0, 0; tries < 3 && raced < 20; {
+				err = s.enqueueKeyedChunk(ctx, nrs[start:end], out[start:end])
+				if err == nil || ctx.Err() != nil {
 					break
 				}
+				if errors.Is(err, errKeyRaced) {
+					raced++
+				} else {
+					tries++
+				}
+				time.Sleep(time.Duration(1+tries) * 5 * time.Millisecond)
 			}
 			if err != nil {
 				for i := start; i < end; i++ {
@@ -145,9 +155,10 @@ func (s *Store) enqueueKeyedUnique(ctx context.Context, nrs []NewRun) ([]KeyedRe
 // keyedParallel is how many chunks of EnqueueKeyed are stored at once.
 const keyedParallel = 8
 
-// errKeyRaced: an active key changed hands while a chunk of EnqueueKeyed
-// was being stored; the chunk is rolled back and tried again.
-var errKeyRaced = errors.New("jobs: enqueue keyed: an active key was taken meanwhile")
+// errKeyRaced: another transaction stored or took over one of a chunk's
+// keys while EnqueueKeyed was storing it; the chunk is rolled back and
+// tried again (and then finds the key taken).
+var errKeyRaced = errors.New("jobs: enqueue keyed: a key was taken meanwhile")
 
 func (s *Store) enqueueKeyedChunk(ctx context.Context, nrs []NewRun, out []KeyedResult) error {
 	now := time.Now().UTC()
@@ -174,7 +185,7 @@ func (s *Store) enqueueKeyedChunk(ctx context.Context, nrs []NewRun, out []Keyed
 		}
 		var uks []string
 		for i, r := range rows {
-			if _, ok := named[iks[i]]; !ok && r.UniqueKey != nil {
+			if h, ok := named[iks[i]]; (!ok || h.run == nil) && r.UniqueKey != nil {
 				uks = append(uks, activeKey(*r.UniqueKey))
 			}
 		}
@@ -186,10 +197,8 @@ func (s *Store) enqueueKeyedChunk(ctx context.Context, nrs []NewRun, out []Keyed
 		var freshAt []int
 		taken := map[string]*Run{} // active keys of earlier lines of the chunk
 		for i, r := range rows {
-			if h, ok := named[iks[i]]; ok {
+			if h, ok := named[iks[i]]; ok && h.run != nil { // (a key whose run was deleted by hand is free)
 				switch {
-				case h.run == nil:
-					return fmt.Errorf("jobs: enqueue keyed: idempotency key %q names run %d, which is gone", *r.IdempotencyKey, h.id)
 				case h.run.RequestHash == nil || *h.run.RequestHash != *r.RequestHash:
 					res[i] = KeyedResult{Err: fmt.Errorf("%w (run %d)", ErrIdempotencyMismatch, h.id)}
 				default:
@@ -219,29 +228,37 @@ func (s *Store) enqueueKeyedChunk(ctx context.Context, nrs []NewRun, out []Keyed
 		}
 		// The new runs' keys: a key another transaction stored meanwhile
 		// fails the insert (the chunk is tried again, and then finds it);
-		// an active key whose holder is final changes hands only if it
-		// still names that holder.
+		// a key that is free to take over (its run final, for an active
+		// key, or gone) changes hands only if it still names that run.
 		var keys [][]any
-		var swaps []*Run
-		for _, r := range fresh {
-			keys = append(keys, []any{idemKey(*r.IdempotencyKey), r.ID})
-			if r.UniqueKey == nil {
-				continue
-			}
-			if _, held := holders[activeKey(*r.UniqueKey)]; held {
-				swaps = append(swaps, r)
+		type swap struct {
+			k        string
+			from, to int64
+		}
+		var swaps []swap
+		add := func(k string, id int64, held map[string]keyHolder) {
+			if h, ok := held[k]; ok {
+				swaps = append(swaps, swap{k, h.id, id})
 			} else {
-				keys = append(keys, []any{activeKey(*r.UniqueKey), r.ID})
+				keys = append(keys, []any{k, id})
+			}
+		}
+		for _, r := range fresh {
+			add(idemKey(*r.IdempotencyKey), r.ID, named)
+			if r.UniqueKey != nil {
+				add(activeKey(*r.UniqueKey), r.ID, holders)
 			}
 		}
 		if err := insertRows(tx, s.batchRows(), "run_keys", keyCols, keys); err != nil {
+			if isDuplicate(tx, err) {
+				return fmt.Errorf("%w: %v", errKeyRaced, err)
+			}
 			return fmt.Errorf("jobs: enqueue keyed: keys: %w", err)
 		}
-		for _, r := range swaps {
-			k := activeKey(*r.UniqueKey)
-			sw := tx.Model(&runKey{}).Where("k = ? AND run_id = ?", k, holders[k].id).Update("run_id", r.ID)
+		for _, w := range swaps {
+			sw := tx.Model(&runKey{}).Where("k = ? AND run_id = ?", w.k, w.from).Update("run_id", w.to)
 			if sw.Error != nil {
-				return fmt.Errorf("jobs: enqueue keyed: take over an active key: %w", sw.Error)
+				return fmt.Errorf("jobs: enqueue keyed: take over key %s: %w", w.k, sw.Error)
 			}
 			if sw.RowsAffected != 1 {
 				return errKeyRaced
@@ -260,9 +277,6 @@ func (s *Store) enqueueKeyedChunk(ctx context.Context, nrs []NewRun, out []Keyed
 		return nil
 	})
 	if err != nil {
-		for _, r := range rows {
-			r.ID = 0 // the next try inserts them anew
-		}
 		return err
 	}
 	copy(out, res)

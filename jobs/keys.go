@@ -18,13 +18,14 @@ import (
 //     run that holds it while that run is queued or running. The run that
 //     ends does not delete it (no extra write on the finish path): the
 //     next run with the key takes it over once the holder is final, with
-//     a compare-and-swap on the holder's id (takeActive);
+//     a compare-and-swap on the holder's id (takeKey);
 //   - run_ticks (job, scheduled_for) → the run of that schedule tick.
 //
 // A key taken by another run makes the insert fail with
 // gorm.ErrDuplicatedKey, as the unique indexes of runs did, so Enqueue's
 // callers see no difference; Prune deletes the keys of the runs it
-// deletes.
+// deletes, in the same transaction. The keys are safe under any isolation
+// level: what decides a take-over is read with locking reads.
 
 // runKey is one row of run_keys.
 type runKey struct {
@@ -52,12 +53,12 @@ func activeKey(uk string) string { return "u:" + uk }
 // error that is gorm.ErrDuplicatedKey.
 func insertKeys(tx *gorm.DB, r *Run) error {
 	if r.IdempotencyKey != nil {
-		if err := tx.Create(&runKey{K: idemKey(*r.IdempotencyKey), RunID: r.ID}).Error; err != nil {
+		if err := takeKey(tx, idemKey(*r.IdempotencyKey), r.ID, false); err != nil {
 			return err
 		}
 	}
 	if r.UniqueKey != nil {
-		if err := takeActive(tx, *r.UniqueKey, r.ID); err != nil {
+		if err := takeKey(tx, activeKey(*r.UniqueKey), r.ID, true); err != nil {
 			return err
 		}
 	}
@@ -69,41 +70,64 @@ func insertKeys(tx *gorm.DB, r *Run) error {
 	return nil
 }
 
-// takeActive makes run id the holder of active key uk: a new row, or the
-// row of a holder that is final (or pruned). The key's row is read under
-// a lock first, so that callers taking over one key wait for each other
-// (taking it after a failed insert would upgrade the shared lock of the
-// duplicate-key error, and two callers doing so deadlock). A holder that
-// is queued or running, or an insert that meets a row stored meanwhile,
-// fails with gorm.ErrDuplicatedKey.
-func takeActive(tx *gorm.DB, uk string, id int64) error {
-	k := activeKey(uk)
-	q := tx
-	if tx.Dialector.Name() != "sqlite" { // SQLite has one writer at a time, and no FOR UPDATE
-		q = tx.Clauses(clause.Locking{Strength: "UPDATE"})
+// takeKey makes run id the run that key k of run_keys names: a new row,
+// or the row of a run that is gone (deleted by hand: Prune deletes the
+// keys with the runs) or, with passOn (active keys), final. A key that
+// names a run still there (passOn: queued or running) fails with
+// gorm.ErrDuplicatedKey, without a lock: a caller that gets "active"
+// holds up no one. Only a key that may change hands is read again under
+// a lock, with its holder's status (a locking read sees the latest
+// commit whatever the isolation level), and swapped if it still names
+// that holder, so that callers taking over one key wait for each other
+// instead of deadlocking.
+func takeKey(tx *gorm.DB, k string, id int64, passOn bool) error {
+	holder, free, err := keyHolderOf(tx, k, passOn, false)
+	if err != nil {
+		return err
 	}
-	var holder []runKey
-	if err := q.Where("k = ?", k).Find(&holder).Error; err != nil {
-		return fmt.Errorf("read the holder of an active key: %w", err)
+	if holder == 0 {
+		return tx.Create(&runKey{K: k, RunID: id}).Error // one stored meanwhile: ErrDuplicatedKey
 	}
-	if len(holder) == 0 {
-		return tx.Create(&runKey{K: k, RunID: id}).Error
-	}
-	var st []Status // none: the holder was pruned, its key is free too
-	if err := tx.Model(&Run{}).Where("id = ?", holder[0].RunID).Pluck("status", &st).Error; err != nil {
-		return fmt.Errorf("read the holder of an active key: %w", err)
-	}
-	if len(st) > 0 && !st[0].Final() {
+	if !free {
 		return gorm.ErrDuplicatedKey
 	}
-	res := tx.Model(&runKey{}).Where("k = ? AND run_id = ?", k, holder[0].RunID).Update("run_id", id)
+	if holder, free, err = keyHolderOf(tx, k, passOn, true); err != nil {
+		return err
+	}
+	if holder == 0 || !free { // pruned meanwhile, or taken over by a run that is active
+		return gorm.ErrDuplicatedKey
+	}
+	res := tx.Model(&runKey{}).Where("k = ? AND run_id = ?", k, holder).Update("run_id", id)
 	if res.Error != nil {
-		return fmt.Errorf("take over an active key: %w", res.Error)
+		return fmt.Errorf("take over key %s: %w", k, res.Error)
 	}
 	if res.RowsAffected != 1 {
 		return gorm.ErrDuplicatedKey // another run took it first
 	}
 	return nil
+}
+
+// keyHolderOf returns the run id key k names (0: no row) and whether the
+// key is free to take over: that run is gone or, with passOn, final.
+// locked reads both rows with locking reads (none on SQLite, which has
+// one writer at a time).
+func keyHolderOf(tx *gorm.DB, k string, passOn, locked bool) (holder int64, free bool, err error) {
+	q, qr := tx, tx
+	if locked && tx.Dialector.Name() != "sqlite" {
+		q, qr = tx.Clauses(clause.Locking{Strength: "UPDATE"}), tx.Clauses(clause.Locking{Strength: "SHARE"})
+	}
+	var rows []runKey
+	if err := q.Where("k = ?", k).Find(&rows).Error; err != nil {
+		return 0, false, fmt.Errorf("read key %s: %w", k, err)
+	}
+	if len(rows) == 0 {
+		return 0, false, nil
+	}
+	var st []Status
+	if err := qr.Model(&Run{}).Where("id = ?", rows[0].RunID).Pluck("status", &st).Error; err != nil {
+		return 0, false, fmt.Errorf("read the run of key %s: %w", k, err)
+	}
+	return rows[0].RunID, len(st) == 0 || passOn && st[0].Final(), nil
 }
 
 // keyRun reads into got the run that key k of run_keys names; ok is false
@@ -134,4 +158,17 @@ func tickRun(db *gorm.DB, job string, at time.Time, got *Run) (ok bool, err erro
 func foundKeyRun(db *gorm.DB, k string, activeOnly bool, got *Run) bool {
 	ok, err := keyRun(db, k, activeOnly, got)
 	return ok && err == nil
+}
+
+// isDuplicate reports whether err, from a statement of tx, is a
+// duplicate-key error (raw driver errors included: insertRows does not
+// go through gorm's translation).
+func isDuplicate(tx *gorm.DB, err error) bool {
+	t, ok := tx.Dialector.(gorm.ErrorTranslator)
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if errors.Is(e, gorm.ErrDuplicatedKey) || ok && errors.Is(t.Translate(e), gorm.ErrDuplicatedKey) {
+			return true
+		}
+	}
+	return false
 }

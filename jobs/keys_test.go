@@ -165,3 +165,41 @@ func TestMigrationMovesKeysOutOfRuns(t *testing.T) {
 		require.True(t, last.Equal(tick))
 	})
 }
+
+// TestKeyOfADeletedRunIsFree: a run deleted by hand (not by Prune, which
+// deletes its keys too) leaves its key rows behind; the next run with
+// its idempotency key or uniqueBy values takes them over, through
+// Enqueue and EnqueueKeyed, instead of failing on every call.
+func TestKeyOfADeletedRunIsFree(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		job := e.job(t, "Echo")
+		nr := func(key, order string) jobs.NewRun {
+			return jobs.NewRun{Job: job, Params: e.params(t, "Echo", map[string]string{"OrderNumber": order}), Trigger: jobs.TriggerAPI, IdempotencyKey: key}
+		}
+		del := func(id int64) {
+			require.NoError(t, s.DB().Exec("DELETE FROM run_params WHERE run_id = ?", id).Error)
+			require.NoError(t, s.DB().Exec("DELETE FROM runs WHERE id = ?", id).Error)
+		}
+		a, err := s.Enqueue(ctx, nr("gone-1", "D1"))
+		require.NoError(t, err)
+		del(a.Run.ID)
+		b, err := s.Enqueue(ctx, nr("gone-1", "D1"))
+		require.NoError(t, err)
+		require.True(t, b.Created)
+		require.Equal(t, b.Run.ID, keyHolder(t, s, "i:gone-1"))
+
+		del(b.Run.ID)
+		res, err := s.EnqueueKeyed(ctx, []jobs.NewRun{nr("gone-1", "D1")})
+		require.NoError(t, err)
+		require.NoError(t, res[0].Err)
+		require.True(t, res[0].Created)
+		require.Equal(t, res[0].Run.ID, keyHolder(t, s, "i:gone-1"))
+		again, err := s.Enqueue(ctx, nr("gone-1", "D1"))
+		require.NoError(t, err)
+		require.False(t, again.Created)
+		require.Equal(t, res[0].Run.ID, again.Run.ID)
+	})
+}

@@ -34,8 +34,8 @@ const (
 const TickFormat = "2006-01-02T15:04:05.000000000Z"
 
 // LastTick returns the latest tick of job's schedule that the database
-// knows was handled: the later of the greatest scheduled_for of the job's
-// runs and the StateLastTick value. ok is false when there is neither (the
+// knows was handled: the later of the greatest tick of the job's runs
+// (run_ticks, the runs' scheduled_for) and the StateLastTick value. ok is false when there is neither (the
 // schedule has never been evaluated). A StateLastTick value that does not
 // parse is an error, not silently ignored.
 func (s *Store) LastTick(ctx context.Context, job string) (t time.Time, ok bool, err error) {

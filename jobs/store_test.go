@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -526,4 +527,20 @@ func TestStartManyStoresPlainRunsTogetherAndRoutesTheOthersThroughStart(t *testi
 		require.ErrorContains(t, err, "request 1")
 		require.EqualValues(t, 4, countStatus(t, s, jobs.StatusQueued))
 	})
+}
+
+// TestOpenRefusesANewerSchema: a database a newer jobrunner migrated is
+// refused (this one would not write what that schema relies on).
+func TestOpenRefusesANewerSchema(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "newer.db")
+	ctx := context.Background()
+	s, err := jobs.Open(ctx, "sqlite:"+path, jobs.OpenOptions{})
+	require.NoError(t, err)
+	require.NoError(t, s.DB().Exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', ?)",
+		migrations.Latest()+1, time.Now().UTC()).Error)
+	require.NoError(t, s.Close())
+	_, err = jobs.Open(ctx, "sqlite:"+path, jobs.OpenOptions{})
+	require.ErrorIs(t, err, jobs.ErrSchemaNewer)
+	require.Contains(t, err.Error(), fmt.Sprintf("schema version %d", migrations.Latest()+1))
 }

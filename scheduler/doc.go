@@ -29,7 +29,8 @@
 // A tick is identified by (job, nominal time): the instant the cron spec
 // names, never the time an instance happened to notice it. Each tick is
 // enqueued as a run with Trigger "schedule", TriggeredBy "scheduler" and
-// ScheduledFor = the nominal time, which the runs table keeps unique. Every
+// ScheduledFor = the nominal time, which the database keeps unique (the key
+// of table run_ticks). Every
 // instance evaluates every schedule; when several fire the same tick, the
 // first insert wins and the others get the existing run back (a normal
 // outcome, logged at debug level). Instances whose clocks differ by up to
@@ -37,7 +38,7 @@
 //
 // Nothing about the next tick lives only in memory. The last handled tick
 // of a job is derived from the database each time a tick is due: the later
-// of the greatest scheduled_for of the job's runs and the job_state value
+// of the greatest tick of the job's runs (run_ticks) and the job_state value
 // "scheduler.lastTick" (jobs.StateLastTick), which every evaluation moves
 // forward (never back) past the ticks it enqueued, skipped or recorded as
 // missed. A restarted instance, or a new one, continues exactly where the
