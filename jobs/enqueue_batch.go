@@ -129,7 +129,7 @@ func (s *Store) enqueueKeyedUnique(ctx context.Context, nrs []NewRun) ([]KeyedRe
 			// A deadlock between parallel chunks, a key taken meanwhile:
 			// the keys make a retry safe. The next try sees a key taken
 			// meanwhile as taken, so those count apart (up to 20).
-			for tries, raced := 0, 0; tries < 3 && raced < 20; {
+			for tries, raced := 0, 0; ; {
 				err = s.enqueueKeyedChunk(ctx, nrs[start:end], out[start:end])
 				if err == nil || ctx.Err() != nil {
 					break
@@ -139,7 +139,10 @@ func (s *Store) enqueueKeyedUnique(ctx context.Context, nrs []NewRun) ([]KeyedRe
 				} else {
 					tries++
 				}
-				time.Sleep(time.Duration(1+tries) * 5 * time.Millisecond)
+				if tries == 3 || raced == 20 {
+					break
+				}
+				time.Sleep(time.Duration(tries+1) * 5 * time.Millisecond)
 			}
 			if err != nil {
 				for i := start; i < end; i++ {

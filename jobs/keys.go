@@ -1,12 +1,12 @@
 package jobs
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // The keys that name at most one run live in tables of their own, written
@@ -108,26 +108,26 @@ func takeKey(tx *gorm.DB, k string, id int64, passOn bool) error {
 }
 
 // keyHolderOf returns the run id key k names (0: no row) and whether the
-// key is free to take over: that run is gone or, with passOn, final.
-// locked reads both rows with locking reads (none on SQLite, which has
-// one writer at a time).
+// key is free to take over: that run is gone or, with passOn, final. One
+// query reads the key's row and its run's status; locked makes it a
+// locking read of both (none on SQLite, which has one writer at a time).
 func keyHolderOf(tx *gorm.DB, k string, passOn, locked bool) (holder int64, free bool, err error) {
-	q, qr := tx, tx
+	q := "SELECT k.run_id, r.status FROM run_keys k LEFT JOIN runs r ON r.id = k.run_id WHERE k.k = ?"
 	if locked && tx.Dialector.Name() != "sqlite" {
-		q, qr = tx.Clauses(clause.Locking{Strength: "UPDATE"}), tx.Clauses(clause.Locking{Strength: "SHARE"})
+		q += " FOR UPDATE"
 	}
-	var rows []runKey
-	if err := q.Where("k = ?", k).Find(&rows).Error; err != nil {
+	var rows []struct {
+		RunID  int64
+		Status sql.NullString // NULL: the run is gone
+	}
+	if err := tx.Raw(q, k).Scan(&rows).Error; err != nil {
 		return 0, false, fmt.Errorf("read key %s: %w", k, err)
 	}
 	if len(rows) == 0 {
 		return 0, false, nil
 	}
-	var st []Status
-	if err := qr.Model(&Run{}).Where("id = ?", rows[0].RunID).Pluck("status", &st).Error; err != nil {
-		return 0, false, fmt.Errorf("read the run of key %s: %w", k, err)
-	}
-	return rows[0].RunID, len(st) == 0 || passOn && st[0].Final(), nil
+	st := rows[0].Status
+	return rows[0].RunID, !st.Valid || passOn && Status(st.String).Final(), nil
 }
 
 // keyRun reads into got the run that key k of run_keys names; ok is false
@@ -137,27 +137,22 @@ func keyRun(db *gorm.DB, k string, activeOnly bool, got *Run) (ok bool, err erro
 	if activeOnly {
 		q = q.Where("status IN ?", []Status{StatusQueued, StatusRunning})
 	}
-	err = q.Take(got).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	return takeRun(q, got)
 }
 
 // tickRun reads into got the run of job's tick at; ok is false when
 // there is none.
 func tickRun(db *gorm.DB, job string, at time.Time, got *Run) (ok bool, err error) {
-	err = db.Where("id = (SELECT run_id FROM run_ticks WHERE job = ? AND scheduled_for = ?)", job, at.UTC()).Take(got).Error
+	return takeRun(db.Where("id = (SELECT run_id FROM run_ticks WHERE job = ? AND scheduled_for = ?)", job, at.UTC()), got)
+}
+
+// takeRun reads the run q finds into got; ok is false when there is none.
+func takeRun(q *gorm.DB, got *Run) (ok bool, err error) {
+	err = q.Take(got).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return false, nil
 	}
 	return err == nil, err
-}
-
-// foundKeyRun is keyRun that reports a failed read as no run.
-func foundKeyRun(db *gorm.DB, k string, activeOnly bool, got *Run) bool {
-	ok, err := keyRun(db, k, activeOnly, got)
-	return ok && err == nil
 }
 
 // isDuplicate reports whether err, from a statement of tx, is a

@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -13,8 +14,8 @@ import (
 	"github.com/jobrunner/jobrunner/migrations"
 )
 
-// keyHolder returns the run id that key k of run_keys names (0: none).
-func keyHolder(t *testing.T, s *jobs.Store, k string) int64 {
+// keyRunID returns the run id that key k of run_keys names (0: none).
+func keyRunID(t *testing.T, s *jobs.Store, k string) int64 {
 	t.Helper()
 	var ids []int64
 	require.NoError(t, s.DB().Table("run_keys").Where("k = ?", k).Pluck("run_id", &ids).Error)
@@ -36,21 +37,19 @@ func TestActiveKeyPassesOnWhenTheHolderIsFinal(t *testing.T) {
 		e := newEnv(t, s)
 		job := e.job(t, "Echo") // uniqueBy OrderNumber
 		nr := jobs.NewRun{Job: job, Params: e.params(t, "Echo", map[string]string{"OrderNumber": "A1"}), Trigger: jobs.TriggerAPI}
+		// Enqueue (TestEnqueueIdempotencyAndUniqueness has the refusal
+		// while active): the key's row passes to the next run.
 		first, err := s.Enqueue(ctx, nr)
 		require.NoError(t, err)
-		require.True(t, first.Created)
-		again, err := s.Enqueue(ctx, nr)
-		require.NoError(t, err)
-		require.False(t, again.Created)
-		require.Equal(t, "active", again.Reason)
-		require.Equal(t, first.Run.ID, again.Run.ID)
-
+		var uk string
+		require.NoError(t, s.DB().Raw("SELECT unique_key FROM runs WHERE id = ?", first.Run.ID).Scan(&uk).Error)
+		require.Equal(t, first.Run.ID, keyRunID(t, s, "u:"+uk))
 		_, err = s.Cancel(ctx, first.Run.ID, "t")
 		require.NoError(t, err)
 		second, err := s.Enqueue(ctx, nr)
 		require.NoError(t, err)
 		require.True(t, second.Created, "the first run is final: its key is free")
-		require.NotEqual(t, first.Run.ID, second.Run.ID)
+		require.Equal(t, second.Run.ID, keyRunID(t, s, "u:"+uk))
 
 		// EnqueueKeyed: refused while second is queued; two lines of one
 		// call with the same uniqueBy values make one run.
@@ -73,9 +72,7 @@ func TestActiveKeyPassesOnWhenTheHolderIsFinal(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, res[0].Err)
 		require.True(t, res[0].Created, "second is final: its key passes on")
-		var uk string
-		require.NoError(t, s.DB().Raw("SELECT unique_key FROM runs WHERE id = ?", res[0].Run.ID).Scan(&uk).Error)
-		require.Equal(t, res[0].Run.ID, keyHolder(t, s, "u:"+uk))
+		require.Equal(t, res[0].Run.ID, keyRunID(t, s, "u:"+uk))
 	})
 }
 
@@ -189,17 +186,55 @@ func TestKeyOfADeletedRunIsFree(t *testing.T) {
 		b, err := s.Enqueue(ctx, nr("gone-1", "D1"))
 		require.NoError(t, err)
 		require.True(t, b.Created)
-		require.Equal(t, b.Run.ID, keyHolder(t, s, "i:gone-1"))
+		require.Equal(t, b.Run.ID, keyRunID(t, s, "i:gone-1"))
 
 		del(b.Run.ID)
 		res, err := s.EnqueueKeyed(ctx, []jobs.NewRun{nr("gone-1", "D1")})
 		require.NoError(t, err)
 		require.NoError(t, res[0].Err)
 		require.True(t, res[0].Created)
-		require.Equal(t, res[0].Run.ID, keyHolder(t, s, "i:gone-1"))
+		require.Equal(t, res[0].Run.ID, keyRunID(t, s, "i:gone-1"))
 		again, err := s.Enqueue(ctx, nr("gone-1", "D1"))
 		require.NoError(t, err)
 		require.False(t, again.Created)
 		require.Equal(t, res[0].Run.ID, again.Run.ID)
+	})
+}
+
+// TestLinkRefusedByAKey: a linked run whose idempotency key already made a
+// run, or whose uniqueBy values an active run holds, is not started; the
+// parent's finish goes on and its log says which run stood in the way.
+func TestLinkRefusedByAKey(t *testing.T) {
+	t.Parallel()
+	jobstest.For(t, func(t *testing.T, s *jobs.Store) {
+		ctx := context.Background()
+		e := newEnv(t, s)
+		echo := e.job(t, "Echo")
+		nr := func(order, key string) jobs.NewRun {
+			return jobs.NewRun{Job: echo, Params: e.params(t, "Echo", map[string]string{"OrderNumber": order}), Trigger: jobs.TriggerAPI, IdempotencyKey: key}
+		}
+		active, err := s.Enqueue(ctx, nr("L1", ""))
+		require.NoError(t, err)
+		keyed, err := s.Enqueue(ctx, nr("L2", "link:used"))
+		require.NoError(t, err)
+		parent, err := s.Enqueue(ctx, nr("P1", ""))
+		require.NoError(t, err)
+		c, err := s.ClaimRun(ctx, parent.Run.ID, "tester", time.Minute)
+		require.NoError(t, err)
+		id := parent.Run.ID
+		links := []jobs.NewRun{nr("L1", "link:fresh"), nr("L2", "link:used")}
+		for i := range links {
+			links[i].Trigger, links[i].ParentRunID = jobs.TriggerLink, &id
+		}
+		require.NoError(t, s.Finish(ctx, c, jobs.Finish{Status: jobs.StatusSucceeded, AttemptStatus: jobs.AttemptSucceeded, Links: links}))
+
+		got, err := s.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, jobs.StatusSucceeded, got.Status)
+		require.Empty(t, children(t, s, id))
+		log := logText(t, &env{store: s}, id)
+		require.Contains(t, log, fmt.Sprintf("linked job Echo not started: run %d with the same unique parameters is still queued", active.Run.ID))
+		require.Contains(t, log, fmt.Sprintf("linked job Echo: run %d was already started by this run", keyed.Run.ID))
+		require.Zero(t, keyRunID(t, s, "i:link:fresh"), "the refused link's key was rolled back with it")
 	})
 }

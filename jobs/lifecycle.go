@@ -27,8 +27,9 @@ import (
 //
 // Final statuses are never left. A final run has finished_at set, its
 // unique_key cleared (another run with the same uniqueBy values may start:
-// it takes over the key's row in run_keys, keys.go) and no lease; a running run always has a lease (owner, token, expiry)
-// that every later write names; a queued run has none. A run put back in
+// it takes over the key's row in run_keys, keys.go) and no lease; a
+// running run always has a lease (owner, token, expiry) that every later
+// write names; a queued run has none. A run put back in
 // the queue after an operator asked to cancel it is cancelled in the same
 // transaction (cancelRequeued): a cancelled run never runs again.
 

@@ -244,16 +244,17 @@ func (s *Store) insertLinks(tx *gorm.DB, c *Claim, f *Finish, now time.Time) ([]
 		if !errors.Is(err, gorm.ErrDuplicatedKey) {
 			return nil, fmt.Errorf("enqueue linked job %s: %w", nr.Job.Name, err)
 		}
-		var got Run
-		if r.IdempotencyKey != nil && foundKeyRun(tx, idemKey(*r.IdempotencyKey), false, &got) {
-			line("info", fmt.Sprintf("linked job %s: run %d was already started by this run", nr.Job.Name, got.ID))
-			continue
+		e, xerr := existingIn(tx, r)
+		switch {
+		case errors.Is(xerr, ErrIdempotencyMismatch): // the key is this run's link i: started already
+			line("info", fmt.Sprintf("linked job %s was already started by this run (%v)", nr.Job.Name, xerr))
+		case xerr != nil:
+			return nil, fmt.Errorf("enqueue linked job %s: %w (%v)", nr.Job.Name, err, xerr)
+		case e.Reason == "idempotencyKey":
+			line("info", fmt.Sprintf("linked job %s: run %d was already started by this run", nr.Job.Name, e.Run.ID))
+		default: // "active"
+			line("warn", fmt.Sprintf("linked job %s not started: run %d with the same unique parameters is still %s", nr.Job.Name, e.Run.ID, e.Run.Status))
 		}
-		if r.UniqueKey != nil && foundKeyRun(tx, activeKey(*r.UniqueKey), true, &got) {
-			line("warn", fmt.Sprintf("linked job %s not started: run %d with the same unique parameters is still %s", nr.Job.Name, got.ID, got.Status))
-			continue
-		}
-		return nil, fmt.Errorf("enqueue linked job %s: %w", nr.Job.Name, err)
 	}
 	return lines, nil
 }
